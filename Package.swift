@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "svcplane",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "svcplane", targets: ["svcplane"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"]), .brew(["libpcap"])]
+        ),
+        .target(name: "PacketWire"),
+        .target(name: "PacketIO", dependencies: ["CPcap"]),
+        .target(name: "Cluster", dependencies: ["PacketWire", "Yams"]),
+        .target(name: "Conntrack", dependencies: ["PacketWire"]),
+        .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),
+        .target(name: "Pipeline", dependencies: ["Dataplane", "PacketIO"]),
+        .executableTarget(
+            name: "svcplane",
+            dependencies: ["Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(name: "TestSupport", dependencies: ["PacketWire"], path: "Tests/Support"),
+        .testTarget(name: "PacketWireTests", dependencies: ["PacketWire", "TestSupport"]),
+        .testTarget(name: "PacketIOTests", dependencies: ["PacketIO", "PacketWire", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "ConntrackTests", dependencies: ["Conntrack", "TestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Pipeline", "TestSupport", "svcplane"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,212 @@
+import PacketWire
+
+/// Validates loaded manifests and resolves each Service port to its endpoints, the way the
+/// EndpointSlice controller and kube-proxy do:
+/// - EndpointSlices labelled `kubernetes.io/service-name` are used when a Service has any;
+/// - otherwise a core/v1 `Endpoints` object of the same name (selector-less Services);
+/// - otherwise Pods matching the Service's selector (running, with a pod IP; ready from the Ready condition).
+public enum ServiceTableBuilder {
+    public static let defaultAffinityTimeout = 10800
+    public static let maximumAffinityTimeout = 86400
+
+    public static func build(_ manifests: ClusterManifests) throws(ManifestError) -> ServiceTable {
+        var entries: [ServicePortEntry] = []
+        var unserved: [String] = []
+        var owners: [Frontend: String] = [:]
+        for located in manifests.services {
+            let service = located.object
+            let namespace = service.metadata.namespace ?? "default"
+            let spec = service.spec
+            let ports = spec.ports ?? []
+            for (index, port) in ports.enumerated() {
+                try validate(port, field: "spec.ports[\(index)]", origin: located.origin)
+            }
+            let affinity = try sessionAffinity(of: spec, origin: located.origin)
+            guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
+                unserved += ports.map { "\(namespace)/\(service.metadata.name):\($0.port) (not load balanced)" }
+                continue
+            }
+            let finder = EndpointFinder(manifests: manifests, namespace: namespace, service: service)
+            for port in ports {
+                let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
+                let name = ServicePortName(namespace: namespace, name: service.metadata.name, port: port.name ?? "")
+                let frontend = Frontend(address: clusterIP, port: UInt16(port.port), serviceProtocol: serviceProtocol)
+                guard serviceProtocol != .sctp else {
+                    unserved.append("\(name) \(frontend) (SCTP is not load balanced)")
+                    continue
+                }
+                if let owner = owners[frontend] {
+                    throw ManifestError(origin: located.origin, field: "spec.clusterIP",
+                                        message: "\(frontend) is already used by \(owner)")
+                }
+                owners[frontend] = name.description
+                let backends = finder.backends(for: port, protocol: serviceProtocol)
+                entries.append(ServicePortEntry(name: name, frontend: frontend, backends: backends,
+                                                usableBackends: usable(backends), affinity: affinity))
+            }
+        }
+        entries.sort { ($0.name, $0.frontend.port) < ($1.name, $1.frontend.port) }
+        return ServiceTable(entries: entries, unservedPorts: unserved)
+    }
+
+    /// Ready endpoints; when none is ready, the serving and terminating ones.
+    static func usable(_ backends: [Backend]) -> [Int] {
+        let ready = backends.indices.filter { backends[$0].ready }
+        return ready.isEmpty ? backends.indices.filter { backends[$0].serving && backends[$0].terminating } : ready
+    }
+
+    private static func validate(_ port: ServiceObject.Port, field: String, origin: String) throws(ManifestError) {
+        guard (1...65535).contains(port.port) else {
+            throw ManifestError(origin: origin, field: "\(field).port", message: "\(port.port) is not in 1-65535")
+        }
+        if let text = port.protocol, ServiceProtocol(rawValue: text) == nil {
+            throw ManifestError(origin: origin, field: "\(field).protocol",
+                                message: "\"\(text)\" is not TCP, UDP or SCTP")
+        }
+        if case .number(let target) = port.targetPort, !(1...65535).contains(target) {
+            throw ManifestError(origin: origin, field: "\(field).targetPort", message: "\(target) is not in 1-65535")
+        }
+    }
+
+    /// The IPv4 ClusterIP to serve, nil for headless, ExternalName and IPv6-only Services.
+    private static func clusterAddress(of spec: ServiceObject.Spec, origin: String) throws(ManifestError)
+        -> IPv4Address?
+    {
+        if spec.type == "ExternalName" { return nil }
+        let candidates = spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []
+        for text in candidates where text != "None" && !text.isEmpty && !text.contains(":") {
+            guard let address = IPv4Address(text) else {
+                throw ManifestError(origin: origin, field: "spec.clusterIP", message: "\"\(text)\" is not an IP address")
+            }
+            return address
+        }
+        return nil
+    }
+
+    private static func sessionAffinity(of spec: ServiceObject.Spec, origin: String) throws(ManifestError)
+        -> SessionAffinity?
+    {
+        guard spec.sessionAffinity == "ClientIP" else { return nil }
+        let timeout = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? defaultAffinityTimeout
+        guard (1...maximumAffinityTimeout).contains(timeout) else {
+            throw ManifestError(origin: origin, field: "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                                message: "\(timeout) is not in 1-\(maximumAffinityTimeout)")
+        }
+        return SessionAffinity(timeoutSeconds: timeout)
+    }
+}
+
+/// Finds the endpoints of one Service from slices, an Endpoints object or Pods.
+struct EndpointFinder {
+    let service: ServiceObject
+    let slices: [EndpointSliceObject]
+    let endpoints: EndpointsObject?
+    let pods: [PodObject]
+
+    init(manifests: ClusterManifests, namespace: String, service: ServiceObject) {
+        let name = service.metadata.name
+        func inNamespace(_ meta: ObjectMeta) -> Bool { (meta.namespace ?? "default") == namespace }
+        self.service = service
+        slices = manifests.endpointSlices.map(\.object).filter {
+            inNamespace($0.metadata) && $0.metadata.labels?["kubernetes.io/service-name"] == name
+                && ($0.addressType ?? "IPv4") == "IPv4"
+        }
+        endpoints = manifests.endpoints.map(\.object).first { inNamespace($0.metadata) && $0.metadata.name == name }
+        if let selector = service.spec.selector, !selector.isEmpty {
+            pods = manifests.pods.map(\.object).filter { pod in
+                inNamespace(pod.metadata) && selector.allSatisfy { pod.metadata.labels?[$0.key] == $0.value }
+            }
+        } else {
+            pods = []
+        }
+    }
+
+    /// Endpoints of one service port, deduplicated and sorted by address and port.
+    func backends(for port: ServiceObject.Port, protocol serviceProtocol: ServiceProtocol) -> [Backend] {
+        let found: [Backend]
+        if !slices.isEmpty {
+            found = fromSlices(port, serviceProtocol)
+        } else if let endpoints {
+            found = fromEndpoints(endpoints, port, serviceProtocol)
+        } else {
+            found = fromPods(port, serviceProtocol)
+        }
+        var seen = Set<Backend.Key>()
+        return found.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }
+    }
+
+    private func fromSlices(_ port: ServiceObject.Port, _ serviceProtocol: ServiceProtocol) -> [Backend] {
+        slices.flatMap { slice -> [Backend] in
+            guard let match = slice.ports?.first(where: {
+                ($0.name ?? "") == (port.name ?? "") && ($0.protocol ?? "TCP") == serviceProtocol.rawValue
+            }), let number = match.port, let portNumber = UInt16(exactly: number) else { return [] }
+            return (slice.endpoints ?? []).compactMap { endpoint in
+                guard let text = endpoint.addresses.first, let address = IPv4Address(text) else { return nil }
+                let ready = endpoint.conditions?.ready ?? true
+                return Backend(address: address, port: portNumber, ready: ready,
+                               serving: endpoint.conditions?.serving ?? ready,
+                               terminating: endpoint.conditions?.terminating ?? false,
+                               podName: endpoint.targetRef?.name, nodeName: endpoint.nodeName)
+            }
+        }
+    }
+
+    private func fromEndpoints(_ object: EndpointsObject, _ port: ServiceObject.Port,
+                               _ serviceProtocol: ServiceProtocol) -> [Backend]
+    {
+        (object.subsets ?? []).flatMap { subset -> [Backend] in
+            let ports = subset.ports ?? []
+            let match = ports.count == 1 && port.name == nil
+                ? ports.first
+                : ports.first { ($0.name ?? "") == (port.name ?? "") }
+            guard let match, (match.protocol ?? "TCP") == serviceProtocol.rawValue,
+                  let portNumber = UInt16(exactly: match.port) else { return [] }
+            func backend(_ address: EndpointsObject.Address, ready: Bool) -> Backend? {
+                IPv4Address(address.ip).map {
+                    Backend(address: $0, port: portNumber, ready: ready, serving: ready, terminating: false,
+                            podName: address.targetRef?.name, nodeName: address.nodeName)
+                }
+            }
+            return (subset.addresses ?? []).compactMap { backend($0, ready: true) }
+                + (subset.notReadyAddresses ?? []).compactMap { backend($0, ready: false) }
+        }
+    }
+
+    private func fromPods(_ port: ServiceObject.Port, _ serviceProtocol: ServiceProtocol) -> [Backend] {
+        pods.compactMap { pod in
+            guard let status = pod.status, let text = status.podIP, let address = IPv4Address(text),
+                  status.phase != "Succeeded", status.phase != "Failed",
+                  let portNumber = targetPort(port, serviceProtocol, in: pod) else { return nil }
+            let readyCondition = status.conditions?.contains { $0.type == "Ready" && $0.status == "True" } ?? false
+            let terminating = pod.metadata.deletionTimestamp != nil
+            return Backend(address: address, port: portNumber, ready: readyCondition && !terminating,
+                           serving: readyCondition, terminating: terminating, podName: pod.metadata.name,
+                           nodeName: pod.spec?.nodeName)
+        }
+    }
+
+    /// The pod's port for a Service port: a number as is, a name through the containers' named ports.
+    private func targetPort(_ port: ServiceObject.Port, _ serviceProtocol: ServiceProtocol, in pod: PodObject)
+        -> UInt16?
+    {
+        switch port.targetPort ?? .number(port.port) {
+        case .number(let number):
+            return UInt16(exactly: number)
+        case .name(let name):
+            let ports = (pod.spec?.containers ?? []).flatMap { $0.ports ?? [] }
+            return ports.first { $0.name == name && ($0.protocol ?? "TCP") == serviceProtocol.rawValue }
+                .flatMap { UInt16(exactly: $0.containerPort) }
+        }
+    }
+}
+
+extension Backend {
+    /// Identity of an endpoint within a service port: address and port.
+    struct Key: Hashable, Comparable {
+        let address: UInt32
+        let port: UInt16
+        static func < (lhs: Key, rhs: Key) -> Bool { (lhs.address, lhs.port) < (rhs.address, rhs.port) }
+    }
+
+    var key: Key { Key(address: address.value, port: port) }
+}

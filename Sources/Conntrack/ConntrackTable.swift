@@ -1,0 +1,125 @@
+import PacketWire
+
+/// The connection table: a bounded set of entries found by either of their tuples, with expiry on the
+/// capture clock, incremental garbage collection and the kernel's early drop when full.
+public struct ConntrackTable: Sendable {
+    /// Maximum number of entries (`nf_conntrack_max`).
+    public let capacity: Int
+    public var timeouts: ConntrackTimeouts
+    /// Entries currently stored (some may have expired and not yet been collected).
+    public private(set) var count = 0
+    /// Entries removed to make room for new ones.
+    public private(set) var earlyDrops = 0
+
+    private var slots: [ConntrackEntry?]
+    private var freeSlots: [Int32]
+    /// Tuple to slot; the low bit of the value is the direction.
+    private var index: [FlowKey: Int32]
+    private var nextSerial: UInt64 = 0
+    private var collectCursor = 0
+
+    /// Entries examined for expiry on every insertion, so expired entries are reclaimed without scans.
+    static let collectPerInsert = 4
+    /// Slots examined for an early-drop victim when the table is full (the kernel scans a few buckets).
+    static let earlyDropRange = 64
+
+    public init(capacity: Int, timeouts: ConntrackTimeouts = ConntrackTimeouts()) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        self.timeouts = timeouts
+        slots = []
+        freeSlots = []
+        index = [:]
+        let reserved = min(capacity, 1 << 16)
+        slots.reserveCapacity(reserved)
+        index.reserveCapacity(2 * reserved)
+    }
+
+    /// Finds the live entry a packet tuple belongs to, and the packet's direction. Expired entries are
+    /// removed on the way, as the kernel's lookup does.
+    public mutating func lookup(_ key: FlowKey, now: Int64) -> (slot: Int, direction: ConntrackDirection)? {
+        guard let value = index[key] else { return nil }
+        let slot = Int(value >> 1)
+        if slots[slot]!.expires <= now {
+            remove(slot: slot)
+            return nil
+        }
+        return (slot, value & 1 == 0 ? .original : .reply)
+    }
+
+    /// Reads or changes an entry in place.
+    public subscript(slot: Int) -> ConntrackEntry {
+        get { slots[slot]! }
+        _modify { yield &slots[slot]! }
+    }
+
+    /// Adds a connection; nil when the table is full and nothing could be dropped, or when a tuple is
+    /// already in use by another entry (the kernel's insert failure).
+    public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32) -> Int? {
+        collectExpired(now: now, budget: Self.collectPerInsert)
+        if index[original] != nil || index[reply] != nil {
+            _ = lookup(original, now: now)
+            _ = lookup(reply, now: now)
+            if index[original] != nil || index[reply] != nil { return nil }
+        }
+        if count >= capacity && !earlyDrop(near: original, now: now) { return nil }
+        let entry = ConntrackEntry(original: original, reply: reply, created: now, expires: now,
+                                   serial: nextSerial, tag: tag)
+        nextSerial += 1
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = Int(free)
+            slots[slot] = entry
+        } else {
+            slot = slots.count
+            slots.append(entry)
+        }
+        index[original] = Int32(slot) << 1
+        index[reply] = Int32(slot) << 1 | 1
+        count += 1
+        return slot
+    }
+
+    /// Deletes an entry.
+    public mutating func remove(slot: Int) {
+        guard let entry = slots[slot] else { return }
+        index[entry.original] = nil
+        index[entry.reply] = nil
+        slots[slot] = nil
+        freeSlots.append(Int32(slot))
+        count -= 1
+    }
+
+    /// Live entries at `now`, in creation order.
+    public func entries(at now: Int64) -> [ConntrackEntry] {
+        slots.compactMap { $0 }.filter { $0.expires > now }.sorted { $0.serial < $1.serial }
+    }
+
+    /// Removes expired entries among the next `budget` slots (a bounded step of the kernel's gc worker).
+    private mutating func collectExpired(now: Int64, budget: Int) {
+        guard !slots.isEmpty else { return }
+        for _ in 0..<min(budget, slots.count) {
+            collectCursor = collectCursor >= slots.count - 1 ? 0 : collectCursor + 1
+            if let entry = slots[collectCursor], entry.expires <= now { remove(slot: collectCursor) }
+        }
+    }
+
+    /// Frees one slot near the new tuple's hash: an expired entry, else a non-ASSURED one.
+    private mutating func earlyDrop(near key: FlowKey, now: Int64) -> Bool {
+        let start = FlowHash.index(FlowHash.hash(key, seed: 0), count: slots.count)
+        var victim: Int?
+        for step in 0..<min(Self.earlyDropRange, slots.count) {
+            let slot = (start + step) % slots.count
+            guard let entry = slots[slot] else { continue }
+            if entry.expires <= now {
+                remove(slot: slot)
+                return true
+            }
+            if !entry.assured && victim == nil { victim = slot }
+        }
+        guard let victim else { return false }
+        remove(slot: victim)
+        earlyDrops += 1
+        return true
+    }
+}

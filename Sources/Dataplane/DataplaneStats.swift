@@ -1,0 +1,103 @@
+import Cluster
+import PacketWire
+
+/// Why a packet was passed on unchanged.
+public enum PassReason: Int, Sendable, CaseIterable {
+    /// ARP, IPv6 and other non-IPv4 frames.
+    case notIPv4
+    /// IPv4 that is neither TCP nor UDP (ICMP, SCTP, ...).
+    case otherProtocol
+    /// TCP/UDP that is neither to a Service frontend nor part of a tracked connection.
+    case notService
+    /// Second and later IP fragments, which carry no ports (not reassembled).
+    case laterFragment
+    /// Frames a cooked capture recorded as sent by the capturing host: the node's own output.
+    case outgoing
+    /// Frames that could not be decoded; see `DataplaneStats.malformed` for the reason.
+    case malformed
+
+    public var name: String {
+        switch self {
+        case .notIPv4: "not_ipv4"
+        case .otherProtocol: "other_protocol"
+        case .notService: "not_service"
+        case .laterFragment: "later_fragment"
+        case .outgoing: "outgoing"
+        case .malformed: "malformed"
+        }
+    }
+}
+
+/// Why a service packet was dropped.
+public enum DropReason: Int, Sendable, CaseIterable {
+    /// Conntrack found the packet invalid for its connection (kube-proxy drops ctstate INVALID).
+    case conntrackInvalid
+    /// The conntrack table was full and no entry could be early-dropped.
+    case tableFull
+    /// A new connection's reply tuple was already taken by another entry.
+    case insertFailed
+
+    public var name: String {
+        switch self {
+        case .conntrackInvalid: "conntrack_invalid"
+        case .tableFull: "table_full"
+        case .insertFailed: "insert_failed"
+        }
+    }
+}
+
+/// Per-verdict, per-reason and per-backend counters. Sized once; counting never allocates.
+public struct DataplaneStats: Sendable {
+    public private(set) var packets = 0
+    public private(set) var actions = [Int](repeating: 0, count: XDPAction.allCases.count)
+    public private(set) var passReasons = [Int](repeating: 0, count: PassReason.allCases.count)
+    public private(set) var dropReasons = [Int](repeating: 0, count: DropReason.allCases.count)
+    public private(set) var malformed = [Int](repeating: 0, count: WireError.allCases.count)
+    /// Packets rewritten client to pod (DNAT).
+    public internal(set) var translatedOriginal = 0
+    /// Packets rewritten pod to client (reverse NAT).
+    public internal(set) var translatedReply = 0
+    /// Connections created.
+    public internal(set) var newConnections = 0
+    /// New connections to frontends without endpoints, answered with a reject.
+    public internal(set) var rejected = 0
+    /// Connections per backend, indexed like `BackendIndex`.
+    public private(set) var backendConnections: [Int]
+    /// Packets (both directions) per backend.
+    public private(set) var backendPackets: [Int]
+
+    init(backendCount: Int) {
+        backendConnections = [Int](repeating: 0, count: backendCount)
+        backendPackets = [Int](repeating: 0, count: backendCount)
+    }
+
+    public func count(_ action: XDPAction) -> Int { actions[action.rawValue] }
+    public func count(_ reason: PassReason) -> Int { passReasons[reason.rawValue] }
+    public func count(_ reason: DropReason) -> Int { dropReasons[reason.rawValue] }
+    public func count(_ error: WireError) -> Int { malformed[error.rawValue] }
+
+    mutating func record(_ action: XDPAction) {
+        packets += 1
+        actions[action.rawValue] += 1
+    }
+
+    mutating func recordPass(_ reason: PassReason) -> XDPAction {
+        passReasons[reason.rawValue] += 1
+        record(.pass)
+        return .pass
+    }
+
+    mutating func recordMalformed(_ error: WireError) -> XDPAction {
+        malformed[error.rawValue] += 1
+        return recordPass(.malformed)
+    }
+
+    mutating func recordDrop(_ reason: DropReason) -> XDPAction {
+        dropReasons[reason.rawValue] += 1
+        record(.drop)
+        return .drop
+    }
+
+    mutating func recordConnection(backend: Int) { backendConnections[backend] += 1 }
+    mutating func recordPacket(backend: Int) { backendPackets[backend] += 1 }
+}

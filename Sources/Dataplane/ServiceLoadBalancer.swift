@@ -1,0 +1,195 @@
+import Cluster
+import Conntrack
+import PacketWire
+
+/// Settings of the service program.
+public struct LoadBalancerConfiguration: Sendable {
+    public var mode: LoadBalancingMode = .random
+    public var seed: UInt64 = 0
+    /// Conntrack table size (`nf_conntrack_max`); kube-proxy sets at least 131072 on a node.
+    public var conntrackMax = 262_144
+    public var timeouts = ConntrackTimeouts()
+    /// Source address of ICMP rejects; the node's address toward the client. When nil, the rejected
+    /// ClusterIP itself.
+    public var nodeAddress: IPv4Address?
+
+    public init() {}
+}
+
+/// Global numbering of backends across service ports, for per-backend counters and conntrack tags.
+public struct BackendIndex: Sendable {
+    /// First global index of each service port's backends.
+    public let firstBackend: [Int]
+    public let count: Int
+
+    init(_ table: ServiceTable) {
+        var first: [Int] = []
+        var total = 0
+        for entry in table.entries {
+            first.append(total)
+            total += entry.backends.count
+        }
+        firstBackend = first
+        count = total
+    }
+
+    public func global(entry: Int, backend: Int) -> Int { firstBackend[entry] + backend }
+}
+
+/// The XDP-style Service program: frontend lookup, backend choice, conntrack, DNAT and reverse NAT.
+/// A pure function of the packet, its maps (service table, conntrack, selector state) and the packet's
+/// timestamp; everything it does not own passes unchanged.
+public struct ServiceLoadBalancer {
+    public let table: ServiceTable
+    public let linkType: LinkType
+    public let backendIndex: BackendIndex
+    public private(set) var conntrack: ConntrackTable
+    public private(set) var stats: DataplaneStats
+    /// Timestamp of the latest packet: the table's "now".
+    public private(set) var clock: Int64 = 0
+
+    private let configuration: LoadBalancerConfiguration
+    private var selector: BackendSelector
+
+    public init(table: ServiceTable, linkType: LinkType, configuration: LoadBalancerConfiguration) {
+        self.table = table
+        self.linkType = linkType
+        self.configuration = configuration
+        backendIndex = BackendIndex(table)
+        conntrack = ConntrackTable(capacity: configuration.conntrackMax, timeouts: configuration.timeouts)
+        stats = DataplaneStats(backendCount: backendIndex.count)
+        selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
+                                   servicePorts: table.entries.count)
+    }
+
+    /// Runs the program on one packet.
+    public mutating func run(_ context: inout XDPContext) -> XDPAction {
+        clock = max(clock, context.timestamp)
+        let frame = context.data
+        let link: LinkHeader
+        do { link = try LinkHeader(frame: frame, linkType: linkType) } catch { return stats.recordMalformed(error) }
+        if link.isOutgoing { return stats.recordPass(.outgoing) }
+        guard link.etherType == EtherType.ipv4 else { return stats.recordPass(.notIPv4) }
+        let ip: IPv4Packet
+        do {
+            ip = try IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: context.wireLength)
+        } catch { return stats.recordMalformed(error) }
+        let protocolNumber = ip.protocolNumber
+        guard protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp else {
+            return stats.recordPass(.otherProtocol)
+        }
+        if ip.isLaterFragment { return stats.recordPass(.laterFragment) }
+        let transport: TransportHeader
+        do { transport = try TransportHeader(ip: ip) } catch { return stats.recordMalformed(error) }
+        let flow = FlowKey(ip: ip, transport: transport)
+        let segment = protocolNumber == IPProtocol.tcp
+            ? TCPSegmentSummary(TCPSegment(header: transport, ip: ip)) : nil
+
+        if let found = conntrack.lookup(flow, now: context.timestamp) {
+            let (slot, direction) = (found.slot, found.direction)
+            switch track(slot: slot, direction: direction, segment: segment, now: context.timestamp) {
+            case .invalid:
+                return stats.recordDrop(.conntrackInvalid)
+            case .reopen:
+                conntrack.remove(slot: slot)
+            case .deleted:
+                translate(ip, transport, slot: slot, direction: direction)
+                conntrack.remove(slot: slot)
+                stats.record(.pass)
+                return .pass
+            case .accepted, .ignored:
+                translate(ip, transport, slot: slot, direction: direction)
+                stats.record(.pass)
+                return .pass
+            }
+        }
+        guard let serviceProtocol = ServiceProtocol(number: protocolNumber),
+              let entryIndex = table.entryIndex[Frontend(address: flow.destination, port: flow.destinationPort,
+                                                         serviceProtocol: serviceProtocol)]
+        else { return stats.recordPass(.notService) }
+        return open(entryIndex, flow: flow, segment: segment, ip: ip, transport: transport, link: link,
+                    context: &context)
+    }
+
+    /// Applies protocol tracking to a found entry; marks the reply as seen the way `nf_conntrack_in` does.
+    private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?, now: Int64)
+        -> TrackingOutcome
+    {
+        let timeouts = conntrack.timeouts
+        let outcome: TrackingOutcome
+        if let segment {
+            outcome = ConnectionTracker.trackTCP(&conntrack[slot], direction: direction, segment: segment, now: now,
+                                                 timeouts: timeouts)
+        } else {
+            ConnectionTracker.trackUDP(&conntrack[slot], now: now, timeouts: timeouts)
+            outcome = .accepted
+        }
+        if direction == .reply, outcome == .accepted || outcome == .ignored { conntrack[slot].seenReply = true }
+        return outcome
+    }
+
+    /// A first packet to a frontend: reject without endpoints, else choose a backend, track and DNAT.
+    private mutating func open(_ entryIndex: Int, flow: FlowKey, segment: TCPSegmentSummary?, ip: IPv4Packet,
+                               transport: TransportHeader, link: LinkHeader, context: inout XDPContext)
+        -> XDPAction
+    {
+        let entry = table.entries[entryIndex]
+        guard !entry.usableBackends.isEmpty else {
+            stats.rejected += 1
+            context.generatedLength = RejectReply.portUnreachable(
+                to: context.data, link: link, linkType: linkType, ip: ip,
+                from: configuration.nodeAddress ?? flow.destination, into: context.generated)
+            stats.record(.tx)
+            return .tx
+        }
+        if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
+            return stats.recordDrop(.conntrackInvalid)
+        }
+        let choice = selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count, flow: flow,
+                                     timestamp: context.timestamp)
+        let backendPosition = entry.usableBackends[choice]
+        let backend = entry.backends[backendPosition]
+        let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
+        let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
+                            destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        let wasFull = conntrack.count >= conntrack.capacity
+        guard let slot = conntrack.insert(original: flow, reply: reply, now: context.timestamp,
+                                          tag: UInt32(global))
+        else { return stats.recordDrop(wasFull ? .tableFull : .insertFailed) }
+        let outcome = track(slot: slot, direction: .original, segment: segment, now: context.timestamp)
+        stats.newConnections += 1
+        stats.recordConnection(backend: global)
+        translate(ip, transport, slot: slot, direction: .original)
+        if outcome == .deleted { conntrack.remove(slot: slot) }
+        stats.record(.pass)
+        return .pass
+    }
+
+    /// DNAT in the original direction, reverse NAT in the reply direction, from the entry's tuples.
+    private mutating func translate(_ ip: IPv4Packet, _ transport: TransportHeader, slot: Int,
+                                    direction: ConntrackDirection)
+    {
+        let entry = conntrack[slot]
+        stats.recordPacket(backend: Int(entry.tag))
+        switch direction {
+        case .original:
+            NAT.rewriteDestination(ip, transport, address: entry.reply.source, port: entry.reply.sourcePort)
+            stats.translatedOriginal += 1
+        case .reply:
+            NAT.rewriteSource(ip, transport, address: entry.original.destination,
+                              port: entry.original.destinationPort)
+            stats.translatedReply += 1
+        }
+    }
+}
+
+extension ServiceProtocol {
+    /// The Service protocol for an IP protocol number, nil for those Services do not name.
+    init?(number: UInt8) {
+        switch number {
+        case IPProtocol.tcp: self = .tcp
+        case IPProtocol.udp: self = .udp
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,23 @@
+/// A capture file problem, with the file and (when known) the 1-based packet number.
+public struct CaptureError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let packetNumber: Int?
+    public let message: String
+
+    public init(path: String, packetNumber: Int? = nil, message: String) {
+        self.path = path
+        self.packetNumber = packetNumber
+        self.message = message
+    }
+
+    public var description: String {
+        if let packetNumber { return "\(path): packet \(packetNumber): \(message)" }
+        return "\(path): \(message)"
+    }
+}
+
+/// Timestamp resolution of a capture file.
+public enum TimestampPrecision: Sendable, Equatable {
+    case microseconds
+    case nanoseconds
+}

@@ -1,0 +1,120 @@
+import CPcap
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One captured frame as the reader hands it out. `bytes` is valid until the next `next()` call.
+public struct CapturedFrame {
+    /// Captured bytes (possibly fewer than `wireLength` when cut at the snap length).
+    public let bytes: UnsafeRawBufferPointer
+    /// Length of the frame on the wire.
+    public let wireLength: Int
+    /// Capture time in nanoseconds since the Unix epoch.
+    public let timestamp: Int64
+}
+
+/// Reads pcap and pcapng files through libpcap, with nanosecond timestamps.
+public final class PcapReader {
+    public let path: String
+    /// libpcap DLT value of the capture's link layer.
+    public let datalink: Int32
+    public let snapLength: Int32
+    /// The precision the file itself records, so a writer can keep it.
+    public let filePrecision: TimestampPrecision
+    /// Number of frames returned so far.
+    public private(set) var packetsRead = 0
+
+    private let handle: OpaquePointer
+
+    public init(path: String) throws(CaptureError) {
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let handle = pcap_open_offline_with_tstamp_precision(
+            path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errorBuffer)
+        else {
+            throw CaptureError(path: path, message: Self.trimmed(String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), path: path))
+        }
+        self.path = path
+        self.handle = handle
+        datalink = pcap_datalink(handle)
+        snapLength = pcap_snapshot(handle)
+        filePrecision = FilePrecisionProbe.precision(ofCaptureAt: path)
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// The next frame, nil at the end of the file; throws with the packet number on a damaged record.
+    public func next() throws(CaptureError) -> CapturedFrame? {
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        switch pcap_next_ex(handle, &header, &data) {
+        case 1:
+            guard let header, let data else { return nil }
+            packetsRead += 1
+            let stamp = header.pointee.ts
+            return CapturedFrame(
+                bytes: UnsafeRawBufferPointer(start: data, count: Int(header.pointee.caplen)),
+                wireLength: Int(header.pointee.len),
+                timestamp: Int64(stamp.tv_sec) * 1_000_000_000 + Int64(stamp.tv_usec))
+        case PCAP_ERROR_BREAK:
+            return nil
+        default:
+            throw CaptureError(path: path, packetNumber: packetsRead + 1,
+                               message: Self.trimmed(String(cString: pcap_geterr(handle)), path: path))
+        }
+    }
+
+    /// libpcap messages sometimes repeat the path; the error already names it.
+    private static func trimmed(_ message: String, path: String) -> String {
+        let prefix = path + ": "
+        return message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message
+    }
+}
+
+/// Finds the timestamp precision a capture file records: the pcap magic number, or for pcapng the
+/// `if_tsresol` option of the first interface description block (microseconds when absent).
+enum FilePrecisionProbe {
+    static func precision(ofCaptureAt path: String) -> TimestampPrecision {
+        guard let file = fopen(path, "rb") else { return .microseconds }
+        defer { fclose(file) }
+        var head = [UInt8](repeating: 0, count: 512)
+        let count = fread(&head, 1, head.count, file)
+        guard count >= 4 else { return .microseconds }
+        let magicBig = UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3])
+        switch magicBig {
+        case 0xA1B2_3C4D, 0x4D3C_B2A1: return .nanoseconds
+        case 0x0A0D_0D0A: return pcapngPrecision(Array(head[0..<count]))
+        default: return .microseconds
+        }
+    }
+
+    /// Walks the section header block to the first interface description block and reads if_tsresol.
+    private static func pcapngPrecision(_ bytes: [UInt8]) -> TimestampPrecision {
+        guard bytes.count >= 12 else { return .microseconds }
+        let littleEndian = bytes[8] == 0x4D
+        func u32(_ at: Int) -> UInt32? {
+            guard at + 4 <= bytes.count else { return nil }
+            let value = (0..<4).reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[at + $1]) }
+            return littleEndian ? value.byteSwapped : value
+        }
+        func u16(_ at: Int) -> UInt16? {
+            guard at + 2 <= bytes.count else { return nil }
+            let value = UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1])
+            return littleEndian ? value.byteSwapped : value
+        }
+        guard let sectionLength = u32(4), let idbType = u32(Int(sectionLength)), idbType == 1,
+              let idbLength = u32(Int(sectionLength) + 4) else { return .microseconds }
+        let idbStart = Int(sectionLength)
+        var option = idbStart + 16
+        while option + 4 <= idbStart + Int(idbLength) - 4, let code = u16(option), let length = u16(option + 2) {
+            if code == 0 { break }
+            if code == 9, length >= 1, option + 4 < bytes.count {
+                let resolution = bytes[option + 4]
+                return resolution & 0x80 == 0 && resolution >= 9 ? .nanoseconds : .microseconds
+            }
+            option += 4 + (Int(length) + 3) / 4 * 4
+        }
+        return .microseconds
+    }
+}

@@ -1,0 +1,25 @@
+/// A keyed 64-bit hash of a 5-tuple that is the same in every process and on every machine
+/// (Swift's `Hasher` is randomly seeded per process, so it cannot drive reproducible choices).
+/// Mixing is the splitmix64 finalizer over the packed tuple words.
+public enum FlowHash {
+    public static func hash(_ key: FlowKey, seed: UInt64, salt: UInt64 = 0) -> UInt64 {
+        var state = mix(seed ^ 0x9E37_79B9_7F4A_7C15)
+        state = mix(state ^ (UInt64(key.source.value) << 32 | UInt64(key.destination.value)))
+        state = mix(state ^ (UInt64(key.sourcePort) << 24 | UInt64(key.destinationPort) << 8
+                | UInt64(key.protocolNumber)))
+        return mix(state ^ salt)
+    }
+
+    /// Maps a hash uniformly onto 0..<count (multiply-shift, no modulo bias worth measuring).
+    public static func index(_ hash: UInt64, count: Int) -> Int {
+        Int(hash.multipliedFullWidth(by: UInt64(count)).high)
+    }
+
+    @inline(__always)
+    static func mix(_ value: UInt64) -> UInt64 {
+        var x = value
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
+    }
+}

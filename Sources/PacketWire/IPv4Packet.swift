@@ -1,0 +1,84 @@
+/// IP protocol numbers svcplane handles.
+public enum IPProtocol {
+    public static let icmp: UInt8 = 1
+    public static let tcp: UInt8 = 6
+    public static let udp: UInt8 = 17
+}
+
+/// In-place view of an IPv4 header inside a frame. The initializer validates everything the
+/// accessors touch, so no accessor can read past the captured bytes.
+public struct IPv4Packet {
+    public let frame: UnsafeMutableRawBufferPointer
+    /// Offset of the IPv4 header in `frame`.
+    public let offset: Int
+    /// Header length in bytes (IHL x 4), options included.
+    public let headerLength: Int
+    /// The header's total length field: header plus payload as sent on the wire.
+    public let totalLength: Int
+
+    /// Validates the header at `offset`. `wireLength` is the frame's original length, which exceeds
+    /// `frame.count` when the capture was cut at the snap length; the header itself must be captured.
+    public init(frame: UnsafeMutableRawBufferPointer, offset: Int, wireLength: Int) throws(WireError) {
+        guard frame.count >= offset + 20 else { throw .truncatedIPv4Header }
+        let versionAndLength = frame.u8(offset)
+        guard versionAndLength >> 4 == 4 else { throw .badIPv4Version }
+        let headerLength = Int(versionAndLength & 0x0F) * 4
+        guard headerLength >= 20 else { throw .badIPv4HeaderLength }
+        guard frame.count >= offset + headerLength else { throw .truncatedIPv4Header }
+        let totalLength = Int(frame.u16(offset + 2))
+        guard totalLength >= headerLength, totalLength <= max(wireLength, frame.count) - offset else {
+            throw .badIPv4TotalLength
+        }
+        self.frame = frame
+        self.offset = offset
+        self.headerLength = headerLength
+        self.totalLength = totalLength
+    }
+
+    public var typeOfService: UInt8 { frame.u8(offset + 1) }
+    public var identification: UInt16 { frame.u16(offset + 4) }
+    public var timeToLive: UInt8 { frame.u8(offset + 8) }
+    public var protocolNumber: UInt8 { frame.u8(offset + 9) }
+    public var headerChecksum: UInt16 { frame.u16(offset + 10) }
+
+    /// Fragment offset in 8-byte units (0 for an unfragmented packet or a first fragment).
+    public var fragmentOffset: UInt16 { frame.u16(offset + 6) & 0x1FFF }
+    public var moreFragments: Bool { frame.u16(offset + 6) & 0x2000 != 0 }
+    /// True for the second and later fragments, which carry no transport header.
+    public var isLaterFragment: Bool { fragmentOffset != 0 }
+
+    public var source: IPv4Address {
+        get { IPv4Address(frame.u32(offset + 12)) }
+        nonmutating set { replaceAddress(at: offset + 12, with: newValue) }
+    }
+
+    public var destination: IPv4Address {
+        get { IPv4Address(frame.u32(offset + 16)) }
+        nonmutating set { replaceAddress(at: offset + 16, with: newValue) }
+    }
+
+    /// Offset of the payload (the transport header) in `frame`.
+    public var payloadOffset: Int { offset + headerLength }
+    /// Payload length according to the header (may exceed the captured bytes).
+    public var payloadLength: Int { totalLength - headerLength }
+
+    /// Writes an address field and updates the header checksum incrementally.
+    private func replaceAddress(at fieldOffset: Int, with address: IPv4Address) {
+        let old = frame.u32(fieldOffset)
+        frame.setU32(fieldOffset, address.value)
+        frame.setU16(offset + 10, InternetChecksum.update(headerChecksum, old: old, new: address.value))
+    }
+
+    /// Recomputes the header checksum from scratch (for packets svcplane builds itself).
+    public func computeHeaderChecksum() {
+        frame.setU16(offset + 10, 0)
+        let header = UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + headerLength)])
+        frame.setU16(offset + 10, InternetChecksum.finish(InternetChecksum.sum(header)))
+    }
+
+    /// True when the header checksum verifies.
+    public var hasValidHeaderChecksum: Bool {
+        let header = UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + headerLength)])
+        return InternetChecksum.fold(InternetChecksum.sum(header)) == 0xFFFF
+    }
+}

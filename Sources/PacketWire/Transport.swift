@@ -1,0 +1,124 @@
+/// In-place view of a TCP or UDP header: the two ports and the checksum, which is what NAT touches.
+/// TCP-only fields are read through `TCPSegment`.
+public struct TransportHeader {
+    public let frame: UnsafeMutableRawBufferPointer
+    /// Offset of the transport header in `frame`.
+    public let offset: Int
+    /// `IPProtocol.tcp` or `IPProtocol.udp`.
+    public let protocolNumber: UInt8
+
+    /// Validates the TCP or UDP header carried by `ip` (whose payload must start a transport header).
+    public init(ip: IPv4Packet) throws(WireError) {
+        let frame = ip.frame
+        let offset = ip.payloadOffset
+        switch ip.protocolNumber {
+        case IPProtocol.tcp:
+            guard ip.payloadLength >= 20, frame.count >= offset + 20 else { throw .truncatedTCPHeader }
+            let dataOffset = Int(frame.u8(offset + 12) >> 4) * 4
+            guard dataOffset >= 20, dataOffset <= ip.payloadLength else { throw .badTCPDataOffset }
+            guard frame.count >= offset + dataOffset else { throw .truncatedTCPHeader }
+        case IPProtocol.udp:
+            guard ip.payloadLength >= 8, frame.count >= offset + 8 else { throw .truncatedUDPHeader }
+            let length = Int(frame.u16(offset + 4))
+            guard length >= 8, length <= ip.payloadLength else { throw .badUDPLength }
+        default:
+            preconditionFailure("TransportHeader is for TCP and UDP only")
+        }
+        self.frame = frame
+        self.offset = offset
+        self.protocolNumber = ip.protocolNumber
+    }
+
+    public var sourcePort: UInt16 { frame.u16(offset) }
+    public var destinationPort: UInt16 { frame.u16(offset + 2) }
+
+    /// Offset of the checksum field: 16 in TCP, 6 in UDP.
+    private var checksumOffset: Int { offset + (protocolNumber == IPProtocol.tcp ? 16 : 6) }
+
+    public var checksum: UInt16 {
+        get { frame.u16(checksumOffset) }
+        nonmutating set { frame.setU16(checksumOffset, newValue) }
+    }
+
+    /// A UDP checksum of zero means "no checksum" and is never updated.
+    private var hasChecksum: Bool { protocolNumber == IPProtocol.tcp || checksum != 0 }
+
+    /// Stores a freshly updated checksum; UDP writes a computed 0 as 0xFFFF (RFC 768).
+    private func storeUpdated(_ value: UInt16) {
+        checksum = (protocolNumber == IPProtocol.udp && value == 0) ? 0xFFFF : value
+    }
+
+    /// Accounts in the checksum for an IPv4 address change in the pseudo-header.
+    public func addressChanged(from old: IPv4Address, to new: IPv4Address) {
+        guard hasChecksum else { return }
+        storeUpdated(InternetChecksum.update(checksum, old: old.value, new: new.value))
+    }
+
+    /// Writes the source port and updates the checksum incrementally.
+    public func setSourcePort(_ port: UInt16) { replacePort(at: offset, with: port) }
+
+    /// Writes the destination port and updates the checksum incrementally.
+    public func setDestinationPort(_ port: UInt16) { replacePort(at: offset + 2, with: port) }
+
+    private func replacePort(at fieldOffset: Int, with port: UInt16) {
+        let old = frame.u16(fieldOffset)
+        frame.setU16(fieldOffset, port)
+        guard hasChecksum else { return }
+        storeUpdated(InternetChecksum.update(checksum, old: old, new: port))
+    }
+}
+
+/// TCP flag bits.
+public struct TCPFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let fin = TCPFlags(rawValue: 0x01)
+    public static let syn = TCPFlags(rawValue: 0x02)
+    public static let rst = TCPFlags(rawValue: 0x04)
+    public static let psh = TCPFlags(rawValue: 0x08)
+    public static let ack = TCPFlags(rawValue: 0x10)
+    public static let urg = TCPFlags(rawValue: 0x20)
+    public static let ece = TCPFlags(rawValue: 0x40)
+    public static let cwr = TCPFlags(rawValue: 0x80)
+}
+
+/// The TCP fields connection tracking reads, from a validated `TransportHeader`.
+public struct TCPSegment {
+    public let header: TransportHeader
+    /// Payload bytes on the wire (from the IP total length, so valid for truncated captures).
+    public let payloadLength: Int
+
+    public init(header: TransportHeader, ip: IPv4Packet) {
+        precondition(header.protocolNumber == IPProtocol.tcp)
+        self.header = header
+        payloadLength = ip.payloadLength - dataOffset(header)
+    }
+
+    public var sequenceNumber: UInt32 { header.frame.u32(header.offset + 4) }
+    public var acknowledgementNumber: UInt32 { header.frame.u32(header.offset + 8) }
+    public var flags: TCPFlags { TCPFlags(rawValue: header.frame.u8(header.offset + 13)) }
+    public var window: UInt16 { header.frame.u16(header.offset + 14) }
+    /// Header length in bytes, options included.
+    public var headerLength: Int { dataOffset(header) }
+}
+
+private func dataOffset(_ header: TransportHeader) -> Int {
+    Int(header.frame.u8(header.offset + 12) >> 4) * 4
+}
+
+/// ICMPv4 message view: type, code and checksum.
+public struct ICMPv4Message {
+    public let frame: UnsafeMutableRawBufferPointer
+    public let offset: Int
+
+    public init(ip: IPv4Packet) throws(WireError) {
+        guard ip.payloadLength >= 8, ip.frame.count >= ip.payloadOffset + 8 else { throw .truncatedICMPHeader }
+        frame = ip.frame
+        offset = ip.payloadOffset
+    }
+
+    public var type: UInt8 { frame.u8(offset) }
+    public var code: UInt8 { frame.u8(offset + 1) }
+    public var checksum: UInt16 { frame.u16(offset + 2) }
+}

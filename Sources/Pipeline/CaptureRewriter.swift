@@ -1,0 +1,72 @@
+import Dataplane
+import PacketIO
+import PacketWire
+
+/// Counts of one run through a capture.
+public struct RewriteCounts: Sendable, Equatable {
+    public var packetsRead = 0
+    public var packetsWritten = 0
+    /// Replies the program generated (rejects), written right after the packet that caused them.
+    public var generated = 0
+    public var dropped = 0
+}
+
+/// A capture that could not be read to its end: the error, and what was done before it.
+public struct PartialRewrite: Error {
+    public let error: CaptureError
+    public let counts: RewriteCounts
+}
+
+/// Runs every frame of a capture through the service program and writes what leaves it:
+/// source, program, sink, one packet at a time, with one reusable frame buffer.
+public enum CaptureRewriter {
+    /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
+    /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
+    /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
+    public static func run(reader: PcapReader, writer: PcapWriter?, program: inout ServiceLoadBalancer)
+        throws -> RewriteCounts
+    {
+        var counts = RewriteCounts()
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(reader.snapLength), 65536),
+                                                            alignment: 16)
+        let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
+        defer {
+            buffer.deallocate()
+            generated.deallocate()
+        }
+        while true {
+            let frame: CapturedFrame
+            do {
+                guard let next = try reader.next() else { break }
+                frame = next
+            } catch {
+                try writer?.flush()
+                throw PartialRewrite(error: error, counts: counts)
+            }
+            counts.packetsRead += 1
+            if frame.bytes.count > buffer.count {
+                buffer.deallocate()
+                buffer = .allocate(byteCount: frame.bytes.count, alignment: 16)
+            }
+            let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<frame.bytes.count])
+            data.copyMemory(from: frame.bytes)
+            var context = XDPContext(data: data, wireLength: frame.wireLength, timestamp: frame.timestamp,
+                                     generated: generated)
+            switch program.run(&context) {
+            case .pass, .redirect:
+                writer?.write(UnsafeRawBufferPointer(data), wireLength: frame.wireLength, timestamp: frame.timestamp)
+                counts.packetsWritten += 1
+            case .tx:
+                writer?.write(UnsafeRawBufferPointer(data), wireLength: frame.wireLength, timestamp: frame.timestamp)
+                let reply = UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength])
+                writer?.write(reply, wireLength: reply.count, timestamp: frame.timestamp)
+                counts.packetsWritten += 2
+                counts.generated += 1
+            case .drop, .aborted:
+                counts.dropped += 1
+            }
+        }
+        try writer?.close()
+        return counts
+    }
+}

@@ -1,0 +1,132 @@
+import Cluster
+import Conntrack
+import Dataplane
+import Foundation
+import PacketWire
+
+/// Output formats of dumps and statistics (`-o`).
+public enum OutputFormat: String, Sendable, CaseIterable {
+    case text
+    case json
+}
+
+/// The conntrack table rendered as `conntrack -L` prints it, or as JSON.
+public enum ConntrackDump {
+    /// Records of the live entries at the program's clock (the last packet's time).
+    public static func records(of program: ServiceLoadBalancer) -> [ConntrackRecord] {
+        program.conntrack.entries(at: program.clock).map { ConntrackRecord($0, now: program.clock) }
+    }
+
+    /// The dump's body: one `conntrack -L` line per entry, or a JSON array.
+    public static func render(_ records: [ConntrackRecord], format: OutputFormat) -> String {
+        switch format {
+        case .text: return records.map { $0.line + "\n" }.joined()
+        case .json: return JSON.encode(records)
+        }
+    }
+}
+
+/// What happened in a run, for people (text on stderr) and programs (JSON).
+public struct RunSummary: Encodable, Sendable {
+    public struct BackendLine: Encodable, Sendable {
+        public var endpoint: String
+        public var pod: String?
+        public var ready: Bool
+        public var connections: Int
+        public var packets: Int
+    }
+
+    public struct ServiceLine: Encodable, Sendable {
+        public var service: String
+        public var frontend: String
+        public var backends: [BackendLine]
+    }
+
+    public var packetsRead: Int
+    public var packetsWritten: Int
+    public var generatedReplies: Int
+    public var dropped: Int
+    public var verdicts: [String: Int]
+    public var translatedClientToPod: Int
+    public var translatedPodToClient: Int
+    public var newConnections: Int
+    public var rejected: Int
+    public var passed: [String: Int]
+    public var malformed: [String: Int]
+    public var drops: [String: Int]
+    public var conntrackEntries: Int
+    public var conntrackEarlyDrops: Int
+    public var services: [ServiceLine]
+
+    public init(counts: RewriteCounts, program: ServiceLoadBalancer) {
+        let stats = program.stats
+        packetsRead = counts.packetsRead
+        packetsWritten = counts.packetsWritten
+        generatedReplies = counts.generated
+        dropped = counts.dropped
+        verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count($0)) })
+        translatedClientToPod = stats.translatedOriginal
+        translatedPodToClient = stats.translatedReply
+        newConnections = stats.newConnections
+        rejected = stats.rejected
+        passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count($0)) })
+        malformed = Dictionary(uniqueKeysWithValues: WireError.allCases.compactMap {
+            stats.count($0) > 0 ? ($0.name, stats.count($0)) : nil
+        })
+        drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count($0)) })
+        conntrackEntries = program.conntrack.entries(at: program.clock).count
+        conntrackEarlyDrops = program.conntrack.earlyDrops
+        services = program.table.entries.enumerated().map { position, entry in
+            ServiceLine(service: entry.name.description, frontend: entry.frontend.description,
+                        backends: entry.backends.enumerated().map { backendPosition, backend in
+                            let global = program.backendIndex.global(entry: position, backend: backendPosition)
+                            return BackendLine(endpoint: backend.description, pod: backend.podName,
+                                               ready: backend.ready,
+                                               connections: stats.backendConnections[global],
+                                               packets: stats.backendPackets[global])
+                        })
+        }
+    }
+
+    /// The human summary printed on stderr at the end of a run.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("packets: \(packetsRead) read, \(packetsWritten) written (\(generatedReplies) generated, "
+            + "\(dropped) dropped)")
+        lines.append("verdicts: " + XDPAction.allCases.map { "\($0.name) \(verdicts[$0.name] ?? 0)" }
+            .joined(separator: ", "))
+        lines.append("translated: \(translatedClientToPod) client->pod (DNAT), "
+            + "\(translatedPodToClient) pod->client (reverse NAT)")
+        lines.append("connections: \(newConnections) new, \(rejected) rejected (no endpoints), "
+            + "\(conntrackEntries) in conntrack at end, \(conntrackEarlyDrops) early-dropped")
+        lines.append("passed unchanged: " + PassReason.allCases.map { "\($0.name) \(passed[$0.name] ?? 0)" }
+            .joined(separator: ", "))
+        if !malformed.isEmpty {
+            lines.append("malformed: " + malformed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                .joined(separator: ", "))
+        }
+        lines.append("dropped: " + DropReason.allCases.map { "\($0.name) \(drops[$0.name] ?? 0)" }
+            .joined(separator: ", "))
+        for service in services {
+            lines.append("service \(service.service) \(service.frontend):")
+            if service.backends.isEmpty { lines.append("  (no endpoints)") }
+            for backend in service.backends {
+                let pod = backend.pod.map { " \($0)" } ?? ""
+                let readiness = backend.ready ? "" : " (not ready)"
+                lines.append("  \(backend.endpoint)\(pod)\(readiness): \(backend.connections) connections, "
+                    + "\(backend.packets) packets")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Stable, pretty JSON with sorted keys: the same input always gives the same bytes.
+public enum JSON {
+    public static func encode(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return "null\n" }
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}

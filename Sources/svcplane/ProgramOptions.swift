@@ -1,0 +1,114 @@
+import ArgumentParser
+import Cluster
+import Conntrack
+import Dataplane
+import PacketWire
+import Pipeline
+
+/// Options shared by every command that runs the service program.
+struct ProgramOptions: ParsableArguments {
+    @Option(name: .customShort("f"), help: ArgumentHelp(
+        "Kubernetes manifests (Services, Endpoints, EndpointSlices, Pods): a file or a directory. Repeatable.",
+        valueName: "file|dir"))
+    var manifests: [String] = []
+
+    @Option(name: .customLong("lb"), help: "Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).")
+    var loadBalancing: LoadBalancingMode = .random
+
+    @Option(help: "Seed of the random choice; the same seed and input give the same output.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Conntrack table size (nf_conntrack_max).")
+    var conntrackMax = 262_144
+
+    @Option(name: .customLong("node-ip"), help: "The node's address: source of ICMP rejects (default: the rejected ClusterIP).")
+    var nodeIP: String?
+
+    @Option(name: .customLong("conntrack-tcp-timeout-established"),
+            help: "ESTABLISHED timeout, as kube-proxy's flag (e.g. 24h); default the kernel's 5 days.")
+    var establishedTimeout: GoDuration?
+
+    @Option(name: .customLong("conntrack-tcp-timeout-close-wait"), help: "CLOSE_WAIT timeout (e.g. 1h).")
+    var closeWaitTimeout: GoDuration?
+
+    @Option(name: .customLong("conntrack-udp-timeout"), help: "UDP timeout before a stream is seen (e.g. 30s).")
+    var udpTimeout: GoDuration?
+
+    @Option(name: .customLong("conntrack-udp-timeout-stream"), help: "UDP stream timeout (e.g. 120s).")
+    var udpStreamTimeout: GoDuration?
+
+    func validate() throws {
+        if manifests.isEmpty { throw ValidationError("Missing -f: at least one manifest file or directory.") }
+        if conntrackMax < 1 { throw ValidationError("--conntrack-max must be at least 1.") }
+        if let nodeIP, IPv4Address(nodeIP) == nil { throw ValidationError("--node-ip: not an IPv4 address.") }
+    }
+
+    var configuration: LoadBalancerConfiguration {
+        var configuration = LoadBalancerConfiguration()
+        configuration.mode = loadBalancing
+        configuration.seed = seed
+        configuration.conntrackMax = conntrackMax
+        configuration.nodeAddress = nodeIP.flatMap { IPv4Address($0) }
+        if let establishedTimeout { configuration.timeouts.setTCP(.established, seconds: establishedTimeout.seconds) }
+        if let closeWaitTimeout { configuration.timeouts.setTCP(.closeWait, seconds: closeWaitTimeout.seconds) }
+        if let udpTimeout { configuration.timeouts.udp = udpTimeout.seconds }
+        if let udpStreamTimeout { configuration.timeouts.udpStream = udpStreamTimeout.seconds }
+        return configuration
+    }
+
+    /// Loads and compiles the manifests.
+    func serviceTable() throws(CommandFailure) -> ServiceTable {
+        do {
+            return try ServiceTableBuilder.build(ManifestLoader.load(paths: manifests))
+        } catch {
+            throw CommandFailure(message: error.description)
+        }
+    }
+}
+
+/// A failure to report as `svcplane: error: ...` with exit status 1.
+struct CommandFailure: Error {
+    let message: String
+}
+
+extension LoadBalancingMode: ExpressibleByArgument {}
+extension OutputFormat: ExpressibleByArgument {}
+
+/// A duration written as kube-proxy's flags take it (Go's time.ParseDuration: `24h`, `1h30m`, `90s`),
+/// or a plain number of seconds.
+struct GoDuration: ExpressibleByArgument {
+    let seconds: Int64
+
+    init?(argument: String) {
+        if let plain = Int64(argument), plain >= 0 {
+            seconds = plain
+            return
+        }
+        var total = 0.0
+        var number = ""
+        var rest = Substring(argument)
+        guard !rest.isEmpty else { return nil }
+        while let character = rest.first {
+            if character.isNumber || character == "." {
+                number.append(character)
+                rest = rest.dropFirst()
+                continue
+            }
+            let unit = rest.prefix { $0.isLetter }
+            rest = rest.dropFirst(unit.count)
+            let scale: Double
+            switch unit {
+            case "h": scale = 3600
+            case "m": scale = 60
+            case "s": scale = 1
+            case "ms": scale = 0.001
+            default: return nil
+            }
+            guard let value = Double(number) else { return nil }
+            total += value * scale
+            number = ""
+        }
+        guard number.isEmpty else { return nil }
+        seconds = Int64(total)
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Conntrack
+import Dataplane
+import Foundation
+import PacketIO
+import PacketWire
+import Pipeline
+
+/// `svcplane rewrite`: a capture in, the Service dataplane applied, a capture out.
+struct Rewrite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rewrite a capture as the node's Service dataplane would (DNAT, conntrack, reverse NAT).")
+
+    @Option(name: .customShort("r"), help: ArgumentHelp("Input capture (pcap or pcapng).", valueName: "file"))
+    var input: String
+
+    @Option(name: .customShort("w"), help: ArgumentHelp("Output capture (pcap, with the input's link type and timestamp precision).",
+                                                     valueName: "file"))
+    var output: String
+
+    @OptionGroup var program: ProgramOptions
+
+    @Option(name: .customLong("conntrack-dump"), help: ArgumentHelp(
+        "Write the conntrack table after the last packet to a file, or - for stdout.", valueName: "file|-"))
+    var conntrackDump: String?
+
+    @Option(name: .customShort("o"), help: "Format of the conntrack dump and the statistics: text or json.")
+    var format: OutputFormat = .text
+
+    @Option(help: ArgumentHelp("Write run statistics to a file, or - for stdout.", valueName: "file|-"))
+    var stats: String?
+
+    @Flag(help: "Do not print the summary on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let runner = try CaptureRun(input: input, program: program)
+        let writer: PcapWriter
+        do {
+            writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
+                                    snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
+        } catch { throw CommandFailure(message: error.description) }
+        let counts = try runner.run(writer: writer, quiet: quiet)
+        let summary = RunSummary(counts: counts, program: runner.loadBalancer)
+        if !quiet { Output.standardError(summary.text) }
+        if let stats {
+            try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats)
+        }
+        if let conntrackDump { try runner.dumpConntrack(to: conntrackDump, format: format) }
+    }
+}
+
+/// `svcplane conntrack`: the conntrack table after a capture, as `conntrack -L` shows it.
+struct ConntrackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conntrack",
+        abstract: "Print the conntrack table after the last packet of a capture (conntrack -L format or JSON).")
+
+    @Option(name: .customShort("r"), help: ArgumentHelp("Input capture (pcap or pcapng).", valueName: "file"))
+    var input: String
+
+    @OptionGroup var program: ProgramOptions
+
+    @Option(name: .customShort("o"), help: "Output format: text (conntrack -L) or json.")
+    var format: OutputFormat = .text
+
+    func run() throws {
+        let runner = try CaptureRun(input: input, program: program)
+        _ = try runner.run(writer: nil, quiet: true)
+        try runner.dumpConntrack(to: "-", format: format)
+    }
+}
+
+/// A capture, the program built for it, and running one through the other.
+final class CaptureRun {
+    let reader: PcapReader
+    var loadBalancer: ServiceLoadBalancer
+
+    init(input: String, program: ProgramOptions) throws {
+        let table = try program.serviceTable()
+        do { reader = try PcapReader(path: input) } catch { throw CommandFailure(message: error.description) }
+        loadBalancer = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
+                                           configuration: program.configuration)
+    }
+
+    func run(writer: PcapWriter?, quiet: Bool) throws -> RewriteCounts {
+        do {
+            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer)
+        } catch let partial as PartialRewrite {
+            let written = partial.counts.packetsWritten
+            let note = writer.map { " (\(written) packets before it were written to \($0.path))" } ?? ""
+            throw CommandFailure(message: partial.error.description + note)
+        } catch let error as CaptureError {
+            throw CommandFailure(message: error.description)
+        }
+    }
+
+    func dumpConntrack(to destination: String, format: OutputFormat) throws {
+        let records = ConntrackDump.records(of: loadBalancer)
+        try Output.write(ConntrackDump.render(records, format: format), to: destination)
+        if format == .text && destination == "-" {
+            Output.standardError(ConntrackRecord.summaryLine(count: records.count) + "\n")
+        }
+    }
+}
+
+/// Writing results to stdout, stderr or a file.
+enum Output {
+    static func standardError(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+
+    static func write(_ text: String, to destination: String) throws {
+        if destination == "-" {
+            FileHandle.standardOutput.write(Data(text.utf8))
+            return
+        }
+        guard FileManager.default.createFile(atPath: destination, contents: Data(text.utf8)) else {
+            throw CommandFailure(message: "\(destination): cannot write file")
+        }
+    }
+}
