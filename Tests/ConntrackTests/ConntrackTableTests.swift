@@ -1,0 +1,84 @@
+import Conntrack
+import PacketWire
+import Testing
+
+@Suite("Conntrack table")
+struct ConntrackTableTests {
+    func key(_ n: Int) -> FlowKey {
+        FlowKey(source: IPv4Address(UInt32(0x0A00_0000 + n)), destination: IPv4Address("10.96.0.1")!,
+                sourcePort: UInt16(1024 + n % 60000), destinationPort: 80, protocolNumber: IPProtocol.tcp)
+    }
+
+    @Test("both tuples find the entry, with their direction")
+    func lookup() {
+        var table = ConntrackTable(capacity: 8)
+        let reply = FlowKey(source: IPv4Address("10.244.1.11")!, destination: key(1).source, sourcePort: 9376,
+                            destinationPort: key(1).sourcePort, protocolNumber: IPProtocol.tcp)
+        let slot = table.insert(original: key(1), reply: reply, now: 0, tag: 7)!
+        table[slot].expires = 10
+        #expect(table.lookup(key(1), now: 1)?.direction == .original)
+        #expect(table.lookup(reply, now: 1)?.direction == .reply)
+        #expect(table.lookup(key(1).reversed, now: 1) == nil)
+        #expect(table.lookup(key(1), now: 10) == nil, "expired entries are gone")
+        #expect(table.count == 0)
+    }
+
+    @Test("a full table early-drops a non-ASSURED entry and keeps ASSURED ones")
+    func earlyDrop() {
+        let size = 50  // smaller than the early-drop scan range, so the whole table is a candidate
+        let later: Int64 = 1_000_000_000_000
+        var table = ConntrackTable(capacity: size)
+        for n in 0..<size {
+            let slot = table.insert(original: key(n), reply: key(n).reversed, now: 0, tag: 0)!
+            table[slot].expires = later
+            table[slot].assured = n != 42
+        }
+        let first = table.insert(original: key(1000), reply: key(1000).reversed, now: 1, tag: 0)
+        #expect(first != nil && table.earlyDrops == 1 && table.count == size)
+        #expect(table.lookup(key(42), now: 2) == nil)
+        table[first!].expires = later
+        let second = table.insert(original: key(1001), reply: key(1001).reversed, now: 1, tag: 0)
+        #expect(second != nil)
+        #expect(table.earlyDrops == 2 && table.lookup(key(1000), now: 2) == nil)
+        for n in 0..<size where n != 42 { #expect(table.lookup(key(n), now: 2) != nil) }
+        for n in 0..<size where n != 42 { table[table.lookup(key(n), now: 2)!.slot].assured = true }
+        let lastSlot = second!
+        table[lastSlot].expires = later
+        table[lastSlot].assured = true
+        #expect(table.insert(original: key(1002), reply: key(1002).reversed, now: 3, tag: 0) == nil,
+                "nothing can be dropped when every entry is ASSURED")
+    }
+
+    @Test("a tuple in use cannot be inserted twice")
+    func insertClash() {
+        var table = ConntrackTable(capacity: 8)
+        let slot = table.insert(original: key(1), reply: key(1).reversed, now: 0, tag: 0)!
+        table[slot].expires = 100
+        #expect(table.insert(original: key(2), reply: key(1).reversed, now: 1, tag: 0) == nil)
+    }
+
+    @Test("conntrack -L line format")
+    func listing() {
+        var table = ConntrackTable(capacity: 8)
+        let original = FlowKey(source: IPv4Address("10.0.1.2")!, destination: IPv4Address("10.96.148.206")!,
+                               sourcePort: 55434, destinationPort: 80, protocolNumber: IPProtocol.tcp)
+        let reply = FlowKey(source: IPv4Address("10.244.2.11")!, destination: original.source, sourcePort: 9376,
+                            destinationPort: 55434, protocolNumber: IPProtocol.tcp)
+        let slot = table.insert(original: original, reply: reply, now: 0, tag: 0)!
+        table[slot].tcpState = .timeWait
+        table[slot].seenReply = true
+        table[slot].assured = true
+        table[slot].expires = 118_500_000_000
+        #expect(ConntrackRecord(table[slot], now: 0).line == "tcp      6 118 TIME_WAIT src=10.0.1.2 dst=10.96.148.206 "
+            + "sport=55434 dport=80 src=10.244.2.11 dst=10.0.1.2 sport=9376 dport=55434 [ASSURED] mark=0 use=1")
+        let udpKey = FlowKey(source: IPv4Address("10.0.1.2")!, destination: IPv4Address("10.96.0.10")!,
+                             sourcePort: 55503, destinationPort: 53, protocolNumber: IPProtocol.udp)
+        let udpReply = FlowKey(source: IPv4Address("10.244.1.11")!, destination: udpKey.source, sourcePort: 53,
+                               destinationPort: 55503, protocolNumber: IPProtocol.udp)
+        let udp = table.insert(original: udpKey, reply: udpReply, now: 0, tag: 0)!
+        table[udp].expires = 28_000_000_000
+        #expect(ConntrackRecord(table[udp], now: 0).line == "udp      17 28 src=10.0.1.2 dst=10.96.0.10 sport=55503 "
+            + "dport=53 [UNREPLIED] src=10.244.1.11 dst=10.0.1.2 sport=53 dport=55503 mark=0 use=1")
+        #expect(table.entries(at: 0).map(\.serial) == [0, 1])
+    }
+}

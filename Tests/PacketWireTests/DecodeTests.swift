@@ -1,0 +1,115 @@
+import PacketWire
+import TestSupport
+import Testing
+
+@Suite("Frame decoding")
+struct DecodeTests {
+    let builder = PacketBuilder(source: "10.0.1.2", destination: "10.96.148.206", sourcePort: 55434,
+                                destinationPort: 80)
+
+    @Test("Ethernet, one and two VLAN tags")
+    func ethernetAndVLAN() throws {
+        for tags in [[], [100], [100, 200]] as [[UInt16]] {
+            var tagged = builder
+            tagged.vlanTags = tags
+            let (header, _) = try withFrame(tagged.ethernetFrame()) { try LinkHeader(frame: $0, linkType: .ethernet) }
+            #expect(header.etherType == EtherType.ipv4)
+            #expect(header.vlanTags == tags.count)
+            #expect(header.networkOffset == 14 + 4 * tags.count)
+        }
+    }
+
+    @Test("Linux cooked v1 and v2, direction, raw IPv4")
+    func otherLinkTypes() throws {
+        let (incoming, _) = try withFrame(builder.cookedFrame()) { try LinkHeader(frame: $0, linkType: .linuxCooked) }
+        #expect(incoming.networkOffset == 16 && !incoming.isOutgoing && incoming.etherType == EtherType.ipv4)
+        let (outgoing, _) = try withFrame(builder.cookedFrame(outgoing: true)) {
+            try LinkHeader(frame: $0, linkType: .linuxCooked)
+        }
+        #expect(outgoing.isOutgoing)
+        let v2 = be16(0x0800) + [0, 0] + be32(3) + be16(1) + [4, 6] + [2, 0, 0, 0, 0, 1, 0, 0] + builder.ipPacket()
+        let (cooked2, _) = try withFrame(v2) { try LinkHeader(frame: $0, linkType: .linuxCooked2) }
+        #expect(cooked2.networkOffset == 20 && cooked2.isOutgoing && cooked2.etherType == EtherType.ipv4)
+        let (raw, _) = try withFrame(builder.ipPacket()) { try LinkHeader(frame: $0, linkType: .rawIPv4) }
+        #expect(raw.networkOffset == 0 && raw.etherType == EtherType.ipv4)
+        #expect(LinkType(dlt: 101) == .rawIPv4 && LinkType(dlt: 276) == .linuxCooked2 && LinkType(dlt: 105) == .other(105))
+    }
+
+    @Test("IPv4 options and TCP options are skipped")
+    func options() throws {
+        var withOptions = builder
+        withOptions.ipOptions = [0x94, 0x04, 0, 0, 1, 1, 1, 0]  // router alert + NOPs + end
+        withOptions.tcpOptions = [2, 4, 0x05, 0xB4, 1, 1, 4, 2]  // MSS, NOP, NOP, SACK permitted
+        let (ports, _) = try withFrame(withOptions.ipPacket()) { bytes in
+            let ip = try IPv4Packet(frame: bytes, offset: 0, wireLength: bytes.count)
+            #expect(ip.headerLength == 28)
+            let transport = try TransportHeader(ip: ip)
+            #expect(TCPSegment(header: transport, ip: ip).headerLength == 28)
+            return (transport.sourcePort, transport.destinationPort)
+        }
+        #expect(ports == (55434, 80))
+    }
+
+    @Test("malformed headers are reported, never trapped on")
+    func malformed() {
+        let packet = builder.ipPacket()
+        func ipError(_ bytes: [UInt8], wire: Int? = nil) -> WireError? {
+            withFrame(bytes) { frame -> WireError? in
+                do throws(WireError) {
+                    let ip = try IPv4Packet(frame: frame, offset: 0, wireLength: wire ?? frame.count)
+                    _ = try TransportHeader(ip: ip)
+                    return nil
+                } catch { return error }
+            }.0
+        }
+        #expect(ipError(Array(packet.prefix(19))) == .truncatedIPv4Header)
+        var badVersion = packet
+        badVersion[0] = 0x65
+        #expect(ipError(badVersion) == .badIPv4Version)
+        var shortIHL = packet
+        shortIHL[0] = 0x44
+        #expect(ipError(shortIHL) == .badIPv4HeaderLength)
+        var longTotal = packet
+        longTotal[3] = 0xFF
+        #expect(ipError(longTotal) == .badIPv4TotalLength)
+        #expect(ipError(Array(packet.prefix(30)), wire: packet.count) == .truncatedTCPHeader)
+        var badOffset = packet
+        badOffset[32] = 0x40
+        #expect(ipError(badOffset) == .badTCPDataOffset)
+        #expect(ipError(packet) == nil)
+    }
+
+    @Test("random bytes never trap any decoder")
+    func randomBytes() {
+        var random = SeededGenerator(seed: 11)
+        let linkTypes: [LinkType] = [.ethernet, .rawIPv4, .linuxCooked, .linuxCooked2, .other(999)]
+        for _ in 0..<20000 {
+            let length = Int.random(in: 0...80, using: &random)
+            var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            if length > 14, Bool.random(using: &random) { bytes[12] = 0x08; bytes[13] = 0 ; bytes[14] = 0x45 }
+            _ = withFrame(bytes) { frame in
+                for linkType in linkTypes {
+                    guard let link = try? LinkHeader(frame: frame, linkType: linkType),
+                          let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset,
+                                                   wireLength: frame.count + Int.random(in: 0...2, using: &random))
+                    else { continue }
+                    if ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp,
+                       let transport = try? TransportHeader(ip: ip)
+                    {
+                        _ = FlowKey(ip: ip, transport: transport)
+                    }
+                    _ = try? ICMPv4Message(ip: ip)
+                    _ = try? ARPPacket(frame: frame, offset: link.networkOffset)
+                }
+            }
+        }
+    }
+
+    @Test("dotted-quad addresses parse strictly")
+    func addresses() {
+        #expect(IPv4Address("10.96.148.206")?.description == "10.96.148.206")
+        for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "a.b.c.d", "1..2.3", "::1"] {
+            #expect(IPv4Address(bad) == nil, "\(bad)")
+        }
+    }
+}
