@@ -31,9 +31,11 @@ public enum ManifestLoader {
     public static func load(yaml: String, name: String, into manifests: inout ClusterManifests)
         throws(ManifestError)
     {
-        let documents: [Node]
+        var documents: [Node] = []
         do {
-            documents = try Array(Yams.compose_all(yaml: yaml))
+            // Parse every document eagerly: Yams' lazy compose_all sequence swallows parse errors.
+            let parser = try Parser(yaml: yaml)
+            while let document = try parser.nextRoot() { documents.append(document) }
         } catch {
             throw ManifestError(origin: name, message: "not valid YAML: \(yamlMessage(error))")
         }
