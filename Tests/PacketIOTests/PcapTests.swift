@@ -1,0 +1,90 @@
+import Foundation
+import PacketIO
+import TestSupport
+import Testing
+
+/// A fresh path under the system temporary directory, removed by the caller.
+func temporaryPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)-\(name)"
+}
+
+func readAll(_ path: String) throws -> [([UInt8], Int, Int64)] {
+    let reader = try PcapReader(path: path)
+    var frames: [([UInt8], Int, Int64)] = []
+    while let frame = try reader.next() { frames.append((Array(frame.bytes), frame.wireLength, frame.timestamp)) }
+    return frames
+}
+
+@Suite("Capture files")
+struct PcapTests {
+    let frames: [[UInt8]] = (0..<5).map { n in
+        PacketBuilder(source: "10.0.1.2", destination: "10.96.0.10", sourcePort: UInt16(1000 + n),
+                      destinationPort: 53, protocolNumber: 17).ethernetFrame()
+    }
+
+    func write(_ path: String, precision: TimestampPrecision) throws {
+        let writer = try PcapWriter(path: path, datalink: 1, snapLength: 262_144, precision: precision)
+        for (n, frame) in frames.enumerated() {
+            frame.withUnsafeBytes {
+                writer.write($0, wireLength: frame.count + n, timestamp: 1_700_000_000_123_456_789 + Int64(n))
+            }
+        }
+        try writer.close()
+    }
+
+    @Test("nanosecond pcap round trip keeps bytes, lengths and timestamps", arguments: [
+        TimestampPrecision.nanoseconds, .microseconds,
+    ])
+    func roundTrip(precision: TimestampPrecision) throws {
+        let path = temporaryPath("round.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try write(path, precision: precision)
+        #expect(try PcapReader(path: path).filePrecision == precision)
+        let read = try readAll(path)
+        #expect(read.map(\.0) == frames)
+        #expect(read.map(\.1) == frames.enumerated().map { $1.count + $0 })
+        let expectedStamp: Int64 = precision == .nanoseconds ? 1_700_000_000_123_456_789 : 1_700_000_000_123_456_000
+        #expect(read[0].2 == expectedStamp)
+    }
+
+    @Test("a capture cut mid-record fails with the file and the packet number")
+    func truncatedFile() throws {
+        let path = temporaryPath("cut.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try write(path, precision: .microseconds)
+        let whole = try Data(contentsOf: URL(fileURLWithPath: path))
+        try whole.prefix(whole.count - 10).write(to: URL(fileURLWithPath: path))
+        let reader = try PcapReader(path: path)
+        var good = 0
+        do {
+            while try reader.next() != nil { good += 1 }
+            Issue.record("no error for a cut capture")
+        } catch {
+            #expect(good == 4)
+            #expect(error.description.hasPrefix("\(path): packet 5: "))
+        }
+    }
+
+    @Test("a file that is not a capture, and a missing file, give one-line errors")
+    func notACapture() throws {
+        let path = temporaryPath("text.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "hello, this is not a capture\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: CaptureError.self) { try PcapReader(path: path) }
+        do { _ = try PcapReader(path: path) } catch { #expect(error.description.hasPrefix("\(path): ")) }
+        do { _ = try PcapReader(path: "/nonexistent/x.pcap") } catch {
+            #expect(error.description == "/nonexistent/x.pcap: No such file or directory")
+        }
+    }
+
+    @Test("an output that cannot be written is an error, also when the disk is full")
+    func unwritable() throws {
+        #expect(throws: CaptureError.self) {
+            try PcapWriter(path: "/nonexistent/dir/out.pcap", datalink: 1, snapLength: 65535, precision: .microseconds)
+        }
+        guard FileManager.default.isWritableFile(atPath: "/dev/full") else { return }
+        let writer = try PcapWriter(path: "/dev/full", datalink: 1, snapLength: 65535, precision: .microseconds)
+        frames[0].withUnsafeBytes { writer.write($0, wireLength: frames[0].count, timestamp: 0) }
+        #expect(throws: CaptureError.self) { try writer.close() }
+    }
+}
