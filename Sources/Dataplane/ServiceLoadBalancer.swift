@@ -50,9 +50,14 @@ public struct ServiceLoadBalancer {
 
     private let configuration: LoadBalancerConfiguration
     private var selector: BackendSelector
+    /// Backends the capture's own replies show, consulted before the selector.
+    public private(set) var observed: ObservedBackends?
 
-    public init(table: ServiceTable, linkType: LinkType, configuration: LoadBalancerConfiguration) {
+    public init(table: ServiceTable, linkType: LinkType, configuration: LoadBalancerConfiguration,
+                observed: ObservedBackends? = nil)
+    {
         self.table = table
+        self.observed = observed
         self.linkType = linkType
         self.configuration = configuration
         backendIndex = BackendIndex(table)
@@ -145,8 +150,9 @@ public struct ServiceLoadBalancer {
         if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
             return stats.recordDrop(.conntrackInvalid)
         }
-        let choice = selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count, flow: flow,
-                                     timestamp: context.timestamp)
+        let choice = observed?.choice(for: flow, at: context.timestamp, entry: entry)
+            ?? selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count, flow: flow,
+                               timestamp: context.timestamp)
         let backendPosition = entry.usableBackends[choice]
         let backend = entry.backends[backendPosition]
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)

@@ -1,3 +1,4 @@
+import Cluster
 import Dataplane
 import PacketIO
 import PacketWire
@@ -68,5 +69,27 @@ public enum CaptureRewriter {
         }
         try writer?.close()
         return counts
+    }
+
+    /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`).
+    /// A damaged record ends the observation quietly: the rewrite pass reports it, after writing what precedes it.
+    public static func observeBackends(path: String, table: ServiceTable, udpTimeoutSeconds: Int64)
+        throws(CaptureError) -> ObservedBackends
+    {
+        let reader = try PcapReader(path: path)
+        let linkType = LinkType(dlt: reader.datalink)
+        var observed = ObservedBackends(table: table, udpTimeoutSeconds: udpTimeoutSeconds)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            guard let frame = try? reader.next() else { break }
+            // Only headers are read: a copy of the first bytes is enough and keeps the capture's data const.
+            let count = min(frame.bytes.count, buffer.count)
+            buffer.withUnsafeMutableBytes { copy in
+                copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame.bytes[0..<count]))
+                observed.observe(frame: UnsafeMutableRawBufferPointer(rebasing: copy[0..<count]), linkType: linkType,
+                                 wireLength: frame.wireLength, timestamp: frame.timestamp)
+            }
+        }
+        return observed
     }
 }

@@ -15,6 +15,11 @@ struct ProgramOptions: ParsableArguments {
     @Option(name: .customLong("lb"), help: "Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).")
     var loadBalancing: LoadBalancingMode = .random
 
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Give each connection the backend whose replies the capture holds (the recorded node's choice), while that "
+            + "backend is usable; --lb decides the connections the capture does not answer."))
+    var followCapture = true
+
     @Option(help: "Seed of the random choice; the same seed and input give the same output.")
     var seed: UInt64 = 0
 

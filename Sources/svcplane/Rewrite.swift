@@ -78,9 +78,16 @@ final class CaptureRun {
 
     init(input: String, program: ProgramOptions) throws {
         let table = try program.serviceTable()
-        do { reader = try PcapReader(path: input) } catch { throw CommandFailure(message: error.description) }
-        loadBalancer = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
-                                           configuration: program.configuration)
+        let configuration = program.configuration
+        do {
+            reader = try PcapReader(path: input)
+            let observed = program.followCapture
+                ? try CaptureRewriter.observeBackends(path: input, table: table,
+                                                      udpTimeoutSeconds: configuration.timeouts.udp)
+                : nil
+            loadBalancer = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
+                                               configuration: configuration, observed: observed)
+        } catch { throw CommandFailure(message: error.description) }
     }
 
     func run(writer: PcapWriter?, quiet: Bool) throws -> RewriteCounts {

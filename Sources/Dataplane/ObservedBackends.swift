@@ -1,0 +1,97 @@
+import Cluster
+import PacketWire
+
+/// The backends a recorded node actually gave its connections, read from the pods' replies in a capture.
+///
+/// A capture taken on a node holds the pods' answers, so it already says which pod served each connection.
+/// Replaying it with an independent choice would send a client's packets to one pod while the capture's
+/// replies come from another. With these observations the program gives a new connection the backend whose
+/// reply to that client address and port comes next in the capture, when that backend is still usable;
+/// connections the capture does not decide are left to the selector. Built by a pass over the capture before
+/// the program runs; read-only afterwards, like a preloaded BPF map.
+public struct ObservedBackends: Sendable {
+    /// One reply seen from a backend to a client port.
+    struct Observation: Sendable {
+        var time: Int64
+        var lastSeen: Int64
+        var backend: Endpoint
+    }
+
+    /// A backend address and port with the protocol.
+    struct Endpoint: Hashable, Sendable {
+        var address: IPv4Address
+        var port: UInt16
+        var protocolNumber: UInt8
+    }
+
+    private let backends: Set<Endpoint>
+    /// Client address, port and protocol (in a `FlowKey` with zero destination) to observations in time order.
+    private var observations: [FlowKey: [Observation]] = [:]
+    private let udpTimeout: Int64
+    /// Connections whose backend came from the capture.
+    public private(set) var decided = 0
+
+    public init(table: ServiceTable, udpTimeoutSeconds: Int64) {
+        var endpoints = Set<Endpoint>()
+        for entry in table.entries {
+            for backend in entry.backends {
+                endpoints.insert(Endpoint(address: backend.address, port: backend.port,
+                                          protocolNumber: entry.frontend.serviceProtocol.number))
+            }
+        }
+        backends = endpoints
+        udpTimeout = udpTimeoutSeconds * 1_000_000_000
+    }
+
+    /// Whether any backend answered in the capture.
+    public var isEmpty: Bool { observations.isEmpty }
+
+    /// Records a packet if it comes from a backend: a TCP SYN/ACK, the first packet of a backend and client
+    /// port pair, or a UDP datagram after more than a UDP timeout of silence (a new conntrack entry).
+    public mutating func observe(frame: UnsafeMutableRawBufferPointer, linkType: LinkType, wireLength: Int,
+                                 timestamp: Int64)
+    {
+        guard let link = try? LinkHeader(frame: frame, linkType: linkType), !link.isOutgoing,
+              link.etherType == EtherType.ipv4,
+              let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: wireLength),
+              ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
+              let transport = try? TransportHeader(ip: ip)
+        else { return }
+        let backend = Endpoint(address: ip.source, port: transport.sourcePort, protocolNumber: ip.protocolNumber)
+        guard backends.contains(backend) else { return }
+        let client = Self.clientKey(address: ip.destination, port: transport.destinationPort,
+                                    protocolNumber: ip.protocolNumber)
+        let isSynAck = ip.protocolNumber == IPProtocol.tcp
+            && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
+        var list = observations[client, default: []]
+        if let last = list.lastIndex(where: { $0.backend == backend }), !isSynAck,
+           ip.protocolNumber == IPProtocol.tcp || timestamp - list[last].lastSeen <= udpTimeout
+        {
+            list[last].lastSeen = timestamp
+        } else {
+            list.append(Observation(time: timestamp, lastSeen: timestamp, backend: backend))
+        }
+        observations[client] = list
+    }
+
+    /// The position in `entry.usableBackends` of the backend that answered `flow`'s client next after `time`.
+    mutating func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry) -> Int? {
+        let client = Self.clientKey(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        guard let list = observations[client] else { return nil }
+        for observation in list where observation.time >= time {
+            if let position = entry.usableBackends.firstIndex(where: {
+                entry.backends[$0].address == observation.backend.address
+                    && entry.backends[$0].port == observation.backend.port
+            }) {
+                decided += 1
+                return position
+            }
+        }
+        return nil
+    }
+
+    private static func clientKey(address: IPv4Address, port: UInt16, protocolNumber: UInt8) -> FlowKey {
+        FlowKey(source: address, destination: IPv4Address(0), sourcePort: port, destinationPort: 0,
+                protocolNumber: protocolNumber)
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import PacketWire
+import Testing
+
+@Suite("Sample captures end to end")
+struct SampleCaptureTests {
+    @Test("pcaps/ holds the documented samples")
+    func samplesPresent() {
+        let samples = Repository.sampleCaptures
+        for name in ["service-demo", "single-pod", "refused", "cooked", "cooked-v1", "vlan"] {
+            #expect(samples.contains(name), "pcaps/\(name) with its manifest")
+        }
+    }
+
+    @Test("every sample rewrites cleanly: exit 0, valid checksums, nothing lost, same bytes twice",
+          arguments: Repository.sampleCaptures)
+    func rewriteSample(name: String) throws {
+        let directory = try TemporaryDirectory()
+        let input = Repository.capture(name)
+        let manifest = "\(Repository.pcaps)/\(name).yaml"
+        var outputs: [Data] = []
+        var dumps: [String] = []
+        for run in 0..<2 {
+            let output = directory.file("out\(run).pcap")
+            let result = try svcplane("rewrite", "-r", input, "-w", output, "-f", manifest, "--seed", "42",
+                                      "--conntrack-dump", directory.file("ct\(run).txt"), "--stats",
+                                      directory.file("stats\(run).json"), "-o", "json")
+            #expect(result.status == 0, "\(result.standardError)")
+            outputs.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+            dumps.append(try String(contentsOfFile: directory.file("ct\(run).txt"), encoding: .utf8))
+        }
+        #expect(outputs[0] == outputs[1], "same input and seed give byte-identical output")
+        #expect(dumps[0] == dumps[1])
+        #expect(try tsharkBadChecksums(directory.file("out0.pcap")).isEmpty)
+
+        let stats = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: directory.file("stats0.json")))) as? [String: Any]
+        let read = try #require(stats?["packetsRead"] as? Int)
+        let written = try #require(stats?["packetsWritten"] as? Int)
+        let generated = try #require(stats?["generatedReplies"] as? Int)
+        let dropped = try #require(stats?["dropped"] as? Int)
+        #expect(read + generated - dropped == written, "every packet is accounted for")
+        #expect(dropped == 0)
+        #expect(try packetFacts(directory.file("out0.pcap")).count == packetFacts(input).count + generated)
+    }
+
+    @Test("service-demo: every connection stays on one pod, all three pods serve, answers come from the ClusterIP")
+    func serviceDemo() throws {
+        let directory = try TemporaryDirectory()
+        let output = directory.file("out.pcap")
+        let result = try svcplane("rewrite", "-r", Repository.capture("service-demo"), "-w", output, "-f",
+                                  "\(Repository.pcaps)/service-demo.yaml", "--conntrack-dump", "-")
+        #expect(result.status == 0)
+        var podOfConnection: [UInt16: String] = [:]
+        for fact in try packetFacts(output) where fact.protocolNumber == IPProtocol.tcp {
+            if fact.source == "10.0.1.2" {
+                #expect(fact.destination.hasPrefix("10.244.") && fact.destinationPort == 9376)
+                if let pod = podOfConnection[fact.sourcePort] { #expect(pod == fact.destination) }
+                podOfConnection[fact.sourcePort] = fact.destination
+            } else {
+                #expect(fact.source == "10.96.148.206" && fact.sourcePort == 80)
+            }
+        }
+        #expect(podOfConnection.count == 12)
+        #expect(Set(podOfConnection.values) == ["10.244.1.11", "10.244.2.11", "10.244.3.11"])
+        for fact in try packetFacts(output) where fact.protocolNumber == IPProtocol.udp && fact.destination == "10.0.1.2" {
+            #expect(fact.source == "10.96.0.10" && fact.sourcePort == 53)
+        }
+        let lines = listing(result.standardOutput)
+        #expect(lines.filter { $0.rest.hasPrefix("tcp 6 TIME_WAIT") && $0.rest.contains("[ASSURED]") }.count == 12)
+        #expect(lines.filter { $0.rest.hasPrefix("udp 17") }.count == 6)
+        #expect(result.standardError.contains("conntrack v1.4.7 (conntrack-tools): 18 flow entries have been shown."))
+    }
+}
+
+@Suite("Command line")
+struct CommandLineTests {
+    @Test("bad usage exits 2")
+    func badUsage() throws {
+        #expect(try svcplane("rewrite").status == 2)
+        #expect(try svcplane("rewrite", "-r", "x.pcap", "-w", "y.pcap").status == 2, "no manifest")
+        #expect(try svcplane("rewrite", "-r", "x", "-w", "y", "-f", "z", "--lb", "bogus").status == 2)
+        #expect(try svcplane("no-such-command").status == 2)
+        #expect(try svcplane("--help").status == 0)
+    }
+
+    @Test("bad input exits 1 with one line naming the file")
+    func badInput() throws {
+        let directory = try TemporaryDirectory()
+        let manifest = "\(Repository.pcaps)/single-pod.yaml"
+        let missing = try svcplane("rewrite", "-r", directory.file("none.pcap"), "-w", directory.file("o.pcap"),
+                                   "-f", manifest)
+        #expect(missing.status == 1)
+        #expect(missing.standardError == "svcplane: error: \(directory.file("none.pcap")): No such file or directory\n")
+
+        try "kind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 0}]}\n"
+            .write(toFile: directory.file("bad.yaml"), atomically: true, encoding: .utf8)
+        let bad = try svcplane("conntrack", "-r", Repository.capture("single-pod"), "-f", directory.file("bad.yaml"))
+        #expect(bad.status == 1)
+        #expect(bad.standardError == "svcplane: error: \(directory.file("bad.yaml")): document 1: spec.ports[0].port: "
+            + "0 is not in 1-65535\n")
+
+        let whole = try Data(contentsOf: URL(fileURLWithPath: Repository.capture("single-pod")))
+        try whole.prefix(whole.count - 20).write(to: URL(fileURLWithPath: directory.file("cut.pcap")))
+        let cut = try svcplane("rewrite", "-r", directory.file("cut.pcap"), "-w", directory.file("out.pcap"), "-f",
+                               manifest)
+        #expect(cut.status == 1)
+        #expect(cut.standardError.hasPrefix("svcplane: error: \(directory.file("cut.pcap")): packet "))
+        #expect(cut.standardError.split(separator: "\n").count == 1)
+        let salvaged = try packetFacts(directory.file("out.pcap"))
+        #expect(salvaged.count == (try packetFacts(Repository.capture("single-pod")).count) - 1,
+                "every packet before the damage is written")
+    }
+
+    @Test("conntrack prints the table as JSON")
+    func conntrackJSON() throws {
+        let result = try svcplane("conntrack", "-r", Repository.capture("single-pod"), "-f",
+                                  "\(Repository.pcaps)/single-pod.yaml", "-o", "json")
+        #expect(result.status == 0)
+        let entries = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
+        #expect(entries?.count == 5)
+        #expect(entries?.first?["state"] as? String == "TIME_WAIT")
+    }
+}
