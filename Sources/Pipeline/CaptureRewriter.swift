@@ -10,6 +10,13 @@ public struct RewriteCounts: Sendable, Equatable {
     /// Replies the program generated (rejects), written right after the packet that caused them.
     public var generated = 0
     public var dropped = 0
+
+    public init(packetsRead: Int = 0, packetsWritten: Int = 0, generated: Int = 0, dropped: Int = 0) {
+        self.packetsRead = packetsRead
+        self.packetsWritten = packetsWritten
+        self.generated = generated
+        self.dropped = dropped
+    }
 }
 
 /// A capture that could not be read to its end: the error, and what was done before it.

@@ -1,0 +1,64 @@
+import Cluster
+import Dataplane
+import Foundation
+import PacketIO
+import PacketWire
+import Pipeline
+import TestSupport
+import Testing
+
+@Suite("Capture rewriter")
+struct CaptureRewriterTests {
+    let manifest = """
+        kind: Service
+        metadata: {name: web}
+        spec: {clusterIP: 10.96.0.80, ports: [{port: 80, targetPort: 8080}]}
+        ---
+        kind: Endpoints
+        metadata: {name: web}
+        subsets: [{addresses: [{ip: 10.244.1.5}], ports: [{port: 8080}]}]
+        ---
+        kind: Service
+        metadata: {name: empty}
+        spec: {clusterIP: 10.96.0.81, ports: [{port: 80}]}
+        """
+
+    func frame(to address: String, port: UInt16 = 40000) -> [UInt8] {
+        PacketBuilder(source: "10.0.1.2", destination: address, sourcePort: port, destinationPort: 80).ethernetFrame()
+    }
+
+    @Test("frames keep their order and timestamps; a reject follows its packet; nothing is lost")
+    func orderAndAccounting() throws {
+        let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let input = directory + "/in.pcap"
+        let output = directory + "/out.pcap"
+        let frames = [frame(to: "10.96.0.80"), frame(to: "10.96.0.81", port: 40001), frame(to: "192.0.2.1")]
+        let writer = try PcapWriter(path: input, datalink: 1, snapLength: 65535, precision: .nanoseconds)
+        for (n, bytes) in frames.enumerated() {
+            bytes.withUnsafeBytes { writer.write($0, wireLength: bytes.count, timestamp: 1_000_000_007 + Int64(n)) }
+        }
+        try writer.close()
+
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: manifest, name: "m", into: &manifests)
+        let reader = try PcapReader(path: input)
+        var program = ServiceLoadBalancer(table: try ServiceTableBuilder.build(manifests), linkType: .ethernet,
+                                          configuration: LoadBalancerConfiguration())
+        let sink = try PcapWriter(path: output, datalink: reader.datalink, snapLength: reader.snapLength,
+                                  precision: reader.filePrecision)
+        let counts = try CaptureRewriter.run(reader: reader, writer: sink, program: &program)
+        #expect(counts == RewriteCounts(packetsRead: 3, packetsWritten: 4, generated: 1, dropped: 0))
+
+        let result = try PcapReader(path: output)
+        var written: [([UInt8], Int64)] = []
+        while let next = try result.next() { written.append((Array(next.bytes), next.timestamp)) }
+        #expect(written.map(\.1) == [1_000_000_007, 1_000_000_008, 1_000_000_008, 1_000_000_009])
+        #expect(Array(written[0].0[30..<34]) == [10, 244, 1, 5], "DNAT to the endpoint")
+        #expect(written[1].0 == frames[1], "the rejected packet, unchanged")
+        #expect(written[2].0[14 + 9] == IPProtocol.icmp, "then its ICMP port unreachable")
+        #expect(written[3].0 == frames[2], "not a Service: unchanged")
+        #expect(program.stats.count(.tx) == 1 && program.stats.count(.pass) == 2)
+    }
+}
