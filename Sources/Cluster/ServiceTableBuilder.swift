@@ -23,7 +23,11 @@ public enum ServiceTableBuilder {
             }
             let affinity = try sessionAffinity(of: spec, origin: located.origin)
             guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
-                unserved += ports.map { "\(namespace)/\(service.metadata.name):\($0.port) (not load balanced)" }
+                let kind = spec.type == "ExternalName" ? "ExternalName"
+                    : spec.clusterIP == "None" ? "headless" : "no IPv4 ClusterIP"
+                unserved += ports.map {
+                    "\(namespace)/\(service.metadata.name) port \($0.port) (\(kind): not load balanced)"
+                }
                 continue
             }
             let finder = EndpointFinder(manifests: manifests, namespace: namespace, service: service)
@@ -76,7 +80,8 @@ public enum ServiceTableBuilder {
         let candidates = spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []
         for text in candidates where text != "None" && !text.isEmpty && !text.contains(":") {
             guard let address = IPv4Address(text) else {
-                throw ManifestError(origin: origin, field: "spec.clusterIP", message: "\"\(text)\" is not an IP address")
+                throw ManifestError(origin: origin, field: "spec.clusterIP",
+                                    message: "\"\(text)\" is not an IP address")
             }
             return address
         }

@@ -63,15 +63,18 @@ public struct ObservedBackends: Sendable {
                                     protocolNumber: ip.protocolNumber)
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        var list = observations[client, default: []]
-        if let last = list.lastIndex(where: { $0.backend == backend }), !isSynAck,
-           ip.protocolNumber == IPProtocol.tcp || timestamp - list[last].lastSeen <= udpTimeout
+        record(&observations[client, default: []], backend: backend, startsConnection: isSynAck, at: timestamp)
+    }
+
+    /// Extends the pair's latest observation, or starts a new one for a new connection.
+    private func record(_ list: inout [Observation], backend: Endpoint, startsConnection: Bool, at timestamp: Int64) {
+        if let last = list.lastIndex(where: { $0.backend == backend }), !startsConnection,
+           backend.protocolNumber == IPProtocol.tcp || timestamp - list[last].lastSeen <= udpTimeout
         {
             list[last].lastSeen = timestamp
         } else {
             list.append(Observation(time: timestamp, lastSeen: timestamp, backend: backend))
         }
-        observations[client] = list
     }
 
     /// The position in `entry.usableBackends` of the backend that answered `flow`'s client next after `time`.

@@ -138,6 +138,9 @@ public struct ServiceLoadBalancer {
                                transport: TransportHeader, link: LinkHeader, context: inout XDPContext)
         -> XDPAction
     {
+        if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
+            return stats.recordDrop(.conntrackInvalid)  // not NEW: neither balanced nor rejected
+        }
         let entry = table.entries[entryIndex]
         guard !entry.usableBackends.isEmpty else {
             stats.rejected += 1
@@ -146,9 +149,6 @@ public struct ServiceLoadBalancer {
                 from: configuration.nodeAddress ?? flow.destination, into: context.generated)
             stats.record(.tx)
             return .tx
-        }
-        if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
-            return stats.recordDrop(.conntrackInvalid)
         }
         let choice = observed?.choice(for: flow, at: context.timestamp, entry: entry)
             ?? selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count, flow: flow,

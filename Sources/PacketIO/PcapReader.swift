@@ -33,7 +33,8 @@ public final class PcapReader {
         guard let handle = pcap_open_offline_with_tstamp_precision(
             path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errorBuffer)
         else {
-            throw CaptureError(path: path, message: Self.trimmed(String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), path: path))
+            let message = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw CaptureError(path: path, message: Self.trimmed(message, path: path))
         }
         self.path = path
         self.handle = handle

@@ -59,6 +59,8 @@ public struct RunSummary: Encodable, Sendable {
     public var conntrackEntries: Int
     public var conntrackEarlyDrops: Int
     public var services: [ServiceLine]
+    /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only, SCTP).
+    public var notLoadBalanced: [String]
 
     public init(counts: RewriteCounts, program: ServiceLoadBalancer) {
         let stats = program.stats
@@ -79,6 +81,7 @@ public struct RunSummary: Encodable, Sendable {
         drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count($0)) })
         conntrackEntries = program.conntrack.entries(at: program.clock).count
         conntrackEarlyDrops = program.conntrack.earlyDrops
+        notLoadBalanced = program.table.unservedPorts
         services = program.table.entries.enumerated().map { position, entry in
             ServiceLine(service: entry.name.description, frontend: entry.frontend.description,
                         backends: entry.backends.enumerated().map { backendPosition, backend in
@@ -121,6 +124,7 @@ public struct RunSummary: Encodable, Sendable {
                     + "\(backend.packets) packets")
             }
         }
+        for port in notLoadBalanced { lines.append("service \(port)") }
         return lines.joined(separator: "\n") + "\n"
     }
 }

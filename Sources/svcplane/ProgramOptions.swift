@@ -12,7 +12,9 @@ struct ProgramOptions: ParsableArguments {
         valueName: "file|dir"))
     var manifests: [String] = []
 
-    @Option(name: .customLong("lb"), help: "Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).")
+    @Option(name: .customLong("lb"), help: """
+        Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).
+        """)
     var loadBalancing: LoadBalancingMode = .random
 
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
@@ -26,7 +28,9 @@ struct ProgramOptions: ParsableArguments {
     @Option(help: "Conntrack table size (nf_conntrack_max).")
     var conntrackMax = 262_144
 
-    @Option(name: .customLong("node-ip"), help: "The node's address: source of ICMP rejects (default: the rejected ClusterIP).")
+    @Option(name: .customLong("node-ip"), help: """
+        The node's address: source of ICMP rejects (default: the rejected ClusterIP).
+        """)
     var nodeIP: String?
 
     @Option(name: .customLong("conntrack-tcp-timeout-established"),

@@ -14,8 +14,8 @@ struct Rewrite: ParsableCommand {
     @Option(name: .customShort("r"), help: ArgumentHelp("Input capture (pcap or pcapng).", valueName: "file"))
     var input: String
 
-    @Option(name: .customShort("w"), help: ArgumentHelp("Output capture (pcap, with the input's link type and timestamp precision).",
-                                                     valueName: "file"))
+    @Option(name: .customShort("w"), help: ArgumentHelp(
+        "Output capture (pcap, with the input's link type and timestamp precision).", valueName: "file"))
     var output: String
 
     @OptionGroup var program: ProgramOptions

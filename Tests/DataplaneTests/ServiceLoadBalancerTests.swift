@@ -141,6 +141,9 @@ struct ServiceLoadBalancerTests {
         let icmpSum = ip[20...].withUnsafeBytes { InternetChecksum.fold(InternetChecksum.sum($0)) }
         #expect(headerSum == 0xFFFF && icmpSum == 0xFFFF)
         #expect(harness.program.stats.rejected == 1 && harness.program.conntrack.count == 0)
+        var reset = client(40001, to: "10.96.0.50")
+        reset.flags = [.rst]
+        #expect(harness.run(reset.ethernetFrame()).0 == .drop, "only a new connection is rejected")
     }
 
     @Test("round-robin rotates strictly through the endpoints in order")
