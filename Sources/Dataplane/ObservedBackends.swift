@@ -63,11 +63,15 @@ public struct ObservedBackends: Sendable {
                                     protocolNumber: ip.protocolNumber)
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        record(&observations[client, default: []], backend: backend, startsConnection: isSynAck, at: timestamp)
+        Self.record(&observations[client, default: []], backend: backend, startsConnection: isSynAck, at: timestamp,
+                    udpTimeout: udpTimeout)
     }
 
     /// Extends the pair's latest observation, or starts a new one for a new connection.
-    private func record(_ list: inout [Observation], backend: Endpoint, startsConnection: Bool, at timestamp: Int64) {
+    /// (Static, so that updating one list in place never copies the whole map.)
+    private static func record(_ list: inout [Observation], backend: Endpoint, startsConnection: Bool,
+                               at timestamp: Int64, udpTimeout: Int64)
+    {
         if let last = list.lastIndex(where: { $0.backend == backend }), !startsConnection,
            backend.protocolNumber == IPProtocol.tcp || timestamp - list[last].lastSeen <= udpTimeout
         {
