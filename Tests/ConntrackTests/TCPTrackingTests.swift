@@ -35,6 +35,13 @@ struct Connection {
     }
 
     var secondsLeft: Int64 { entry.secondsLeft(at: now) }
+
+    /// The three-way handshake: client ISN 100, server ISN 500.
+    mutating func handshake() {
+        send(.original, [.syn], seq: 100)
+        send(.reply, [.syn, .ack], seq: 500, ack: 101)
+        send(.original, [.ack], seq: 101, ack: 501)
+    }
 }
 
 @Suite("TCP connection tracking")
@@ -73,9 +80,7 @@ struct TCPTrackingTests {
     @Test("a RST after a reply closes with the CLOSE timeout")
     func resetEstablished() {
         var c = Connection()
-        c.send(.original, [.syn], seq: 100)
-        c.send(.reply, [.syn, .ack], seq: 500, ack: 101)
-        c.send(.original, [.ack], seq: 101, ack: 501)
+        c.handshake()
         #expect(c.send(.original, [.rst], seq: 101) == .accepted)
         #expect(c.entry.tcpState == .close && c.secondsLeft == 10)
     }
@@ -83,9 +88,7 @@ struct TCPTrackingTests {
     @Test("a new SYN on a closed connection reopens it")
     func reopen() {
         var c = Connection()
-        c.send(.original, [.syn], seq: 100)
-        c.send(.reply, [.syn, .ack], seq: 500, ack: 101)
-        c.send(.original, [.ack], seq: 101, ack: 501)
+        c.handshake()
         c.send(.original, [.fin, .ack], seq: 101, ack: 501)
         c.send(.reply, [.fin, .ack], seq: 501, ack: 102)
         c.send(.original, [.ack], seq: 102, ack: 502)
