@@ -43,6 +43,11 @@ public struct Frontend: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(address):\(port)/\(serviceProtocol.lowercaseName)" }
+
+    /// One word per lookup (the default would hash the protocol's raw String).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(serviceProtocol.number))
+    }
 }
 
 /// One endpoint of a service port: a pod address and target port with its conditions.

@@ -5,7 +5,6 @@ import PacketWire
 public struct ConntrackTable: Sendable {
     /// Maximum number of entries (`nf_conntrack_max`).
     public let capacity: Int
-    public var timeouts: ConntrackTimeouts
     /// Entries currently stored (some may have expired and not yet been collected).
     public private(set) var count = 0
     /// Entries removed to make room for new ones.
@@ -23,10 +22,9 @@ public struct ConntrackTable: Sendable {
     /// Slots examined for an early-drop victim when the table is full (the kernel scans a few buckets).
     static let earlyDropRange = 64
 
-    public init(capacity: Int, timeouts: ConntrackTimeouts = ConntrackTimeouts()) {
+    public init(capacity: Int) {
         precondition(capacity > 0)
         self.capacity = capacity
-        self.timeouts = timeouts
         slots = []
         freeSlots = []
         index = [:]
@@ -53,16 +51,25 @@ public struct ConntrackTable: Sendable {
         _modify { yield &slots[slot]! }
     }
 
-    /// Adds a connection; nil when the table is full and nothing could be dropped, or when a tuple is
-    /// already in use by another entry (the kernel's insert failure).
-    public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32) -> Int? {
+    /// Why an entry could not be added.
+    public enum InsertFailure: Error, Equatable {
+        /// The table is full and no entry could be early-dropped ("table full, dropping packet").
+        case full
+        /// A tuple is already in use by another live entry (the kernel's insert failure).
+        case clash
+    }
+
+    /// Adds a connection and returns its slot.
+    public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32)
+        -> Result<Int, InsertFailure>
+    {
         collectExpired(now: now, budget: Self.collectPerInsert)
         if index[original] != nil || index[reply] != nil {
             _ = lookup(original, now: now)
             _ = lookup(reply, now: now)
-            if index[original] != nil || index[reply] != nil { return nil }
+            if index[original] != nil || index[reply] != nil { return .failure(.clash) }
         }
-        if count >= capacity && !earlyDrop(near: original, now: now) { return nil }
+        if count >= capacity && !earlyDrop(near: original, now: now) { return .failure(.full) }
         let entry = ConntrackEntry(original: original, reply: reply, created: now, expires: now,
                                    serial: nextSerial, tag: tag)
         nextSerial += 1
@@ -77,7 +84,7 @@ public struct ConntrackTable: Sendable {
         index[original] = Int32(slot) << 1
         index[reply] = Int32(slot) << 1 | 1
         count += 1
-        return slot
+        return .success(slot)
     }
 
     /// Deletes an entry.

@@ -80,21 +80,24 @@ enum TCPTransitionTable {
         /* none   */ [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV],
     ]
 
+    /// Both directions in one flat table, indexed [direction][flag index][state].
+    private static let table: [TCPTransition] = (original + reply).flatMap { $0 }
+
     static func transition(_ direction: ConntrackDirection, _ index: TCPFlagIndex, from state: TCPState)
         -> TCPTransition
     {
-        (direction == .original ? original : reply)[index.rawValue][state.rawValue]
+        table[(direction.rawValue * 6 + index.rawValue) * 10 + state.rawValue]
     }
 
-    /// `tcp_valid_flags`: the flag combinations conntrack accepts (PSH, ECE and CWR masked off).
+    /// `tcp_valid_flags`: the flag combinations conntrack accepts (PSH, ECE and CWR masked off), as a bit set
+    /// over the remaining FIN, SYN, RST, ACK and URG bits.
+    private static let validCombinations: UInt64 = [
+        TCPFlags.syn, [.syn, .urg], [.syn, .ack], [.rst], [.rst, .ack], [.fin, .ack], [.fin, .ack, .urg], [.ack],
+        [.ack, .urg],
+    ].reduce(0) { $0 | 1 << UInt64($1.rawValue) }
+
     static func isValid(_ flags: TCPFlags) -> Bool {
-        let significant = flags.subtracting([.psh, .ece, .cwr])
-        switch significant {
-        case [.syn], [.syn, .urg], [.syn, .ack], [.rst], [.rst, .ack], [.fin, .ack], [.fin, .ack, .urg], [.ack],
-             [.ack, .urg]:
-            return true
-        default:
-            return false
-        }
+        let significant = flags.rawValue & ~(TCPFlags.psh.rawValue | TCPFlags.ece.rawValue | TCPFlags.cwr.rawValue)
+        return validCombinations & (1 << UInt64(significant)) != 0
     }
 }

@@ -71,10 +71,10 @@ public struct DataplaneStats: Sendable {
         backendPackets = [Int](repeating: 0, count: backendCount)
     }
 
-    public func count(_ action: XDPAction) -> Int { actions[action.rawValue] }
-    public func count(_ reason: PassReason) -> Int { passReasons[reason.rawValue] }
-    public func count(_ reason: DropReason) -> Int { dropReasons[reason.rawValue] }
-    public func count(_ error: WireError) -> Int { malformed[error.rawValue] }
+    public func count(of action: XDPAction) -> Int { actions[action.rawValue] }
+    public func count(passed reason: PassReason) -> Int { passReasons[reason.rawValue] }
+    public func count(dropped reason: DropReason) -> Int { dropReasons[reason.rawValue] }
+    public func count(malformed error: WireError) -> Int { malformed[error.rawValue] }
 
     mutating func record(_ action: XDPAction) {
         packets += 1

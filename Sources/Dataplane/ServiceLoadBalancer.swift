@@ -45,7 +45,8 @@ public struct ServiceLoadBalancer {
     public let backendIndex: BackendIndex
     public private(set) var conntrack: ConntrackTable
     public private(set) var stats: DataplaneStats
-    /// Timestamp of the latest packet: the table's "now".
+    /// Timestamp of the latest packet: the table's "now", never going back (like the kernel's jiffies) even
+    /// when a merged capture has records out of order.
     public private(set) var clock: Int64 = 0
 
     private let configuration: LoadBalancerConfiguration
@@ -61,7 +62,7 @@ public struct ServiceLoadBalancer {
         self.linkType = linkType
         self.configuration = configuration
         backendIndex = BackendIndex(table)
-        conntrack = ConntrackTable(capacity: configuration.conntrackMax, timeouts: configuration.timeouts)
+        conntrack = ConntrackTable(capacity: configuration.conntrackMax)
         stats = DataplaneStats(backendCount: backendIndex.count)
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: table.entries.count)
@@ -90,9 +91,9 @@ public struct ServiceLoadBalancer {
         let segment = protocolNumber == IPProtocol.tcp
             ? TCPSegmentSummary(TCPSegment(header: transport, ip: ip)) : nil
 
-        if let found = conntrack.lookup(flow, now: context.timestamp) {
+        if let found = conntrack.lookup(flow, now: clock) {
             let (slot, direction) = (found.slot, found.direction)
-            switch track(slot: slot, direction: direction, segment: segment, now: context.timestamp) {
+            switch track(slot: slot, direction: direction, segment: segment) {
             case .invalid:
                 return stats.recordDrop(.conntrackInvalid)
             case .reopen:
@@ -116,17 +117,17 @@ public struct ServiceLoadBalancer {
                     context: &context)
     }
 
-    /// Applies protocol tracking to a found entry; marks the reply as seen the way `nf_conntrack_in` does.
-    private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?, now: Int64)
+    /// Applies protocol tracking to a found entry at the program's clock; marks the reply as seen the way
+    /// `nf_conntrack_in` does.
+    private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?)
         -> TrackingOutcome
     {
-        let timeouts = conntrack.timeouts
         let outcome: TrackingOutcome
         if let segment {
-            outcome = ConnectionTracker.trackTCP(&conntrack[slot], direction: direction, segment: segment, now: now,
-                                                 timeouts: timeouts)
+            outcome = ConnectionTracker.trackTCP(&conntrack[slot], direction: direction, segment: segment,
+                                                 now: clock, timeouts: configuration.timeouts)
         } else {
-            ConnectionTracker.trackUDP(&conntrack[slot], now: now, timeouts: timeouts)
+            ConnectionTracker.trackUDP(&conntrack[slot], now: clock, timeouts: configuration.timeouts)
             outcome = .accepted
         }
         if direction == .reply, outcome == .accepted || outcome == .ignored { conntrack[slot].seenReply = true }
@@ -158,15 +159,16 @@ public struct ServiceLoadBalancer {
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
         let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
-        let wasFull = conntrack.count >= conntrack.capacity
-        guard let slot = conntrack.insert(original: flow, reply: reply, now: context.timestamp,
-                                          tag: UInt32(global))
-        else { return stats.recordDrop(wasFull ? .tableFull : .insertFailed) }
-        let outcome = track(slot: slot, direction: .original, segment: segment, now: context.timestamp)
+        let slot: Int
+        switch conntrack.insert(original: flow, reply: reply, now: clock, tag: UInt32(global)) {
+        case .success(let inserted): slot = inserted
+        case .failure(.full): return stats.recordDrop(.tableFull)
+        case .failure(.clash): return stats.recordDrop(.insertFailed)
+        }
+        _ = track(slot: slot, direction: .original, segment: segment)  // a SYN or an ACK: always accepted
         stats.newConnections += 1
         stats.recordConnection(backend: global)
         translate(ip, transport, slot: slot, direction: .original)
-        if outcome == .deleted { conntrack.remove(slot: slot) }
         stats.record(.pass)
         return .pass
     }

@@ -6,7 +6,8 @@ public enum XDPAction: Int, Sendable, CaseIterable {
     case drop = 1
     /// Let the packet continue (unchanged, or rewritten in place).
     case pass = 2
-    /// Send `XDPContext.generated` back out of the interface the packet came in on; the packet is consumed.
+    /// Send `XDPContext.generated` back out of the interface the packet came in on; the packet itself goes no
+    /// further (a capture shows it, unchanged, followed by the reply).
     case tx = 3
     /// Forward the rewritten packet out of another interface.
     case redirect = 4

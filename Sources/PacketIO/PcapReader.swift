@@ -54,6 +54,10 @@ public final class PcapReader {
             guard let header, let data else { return nil }
             packetsRead += 1
             let stamp = header.pointee.ts
+            guard (0...Self.latestSecond).contains(Int64(stamp.tv_sec)) else {
+                throw CaptureError(path: path, packetNumber: packetsRead,
+                                   message: "timestamp \(stamp.tv_sec) s is out of range")
+            }
             return CapturedFrame(
                 bytes: UnsafeRawBufferPointer(start: data, count: Int(header.pointee.caplen)),
                 wireLength: Int(header.pointee.len),
@@ -65,6 +69,10 @@ public final class PcapReader {
                                message: Self.trimmed(String(cString: pcap_geterr(handle)), path: path))
         }
     }
+
+    /// Latest timestamp accepted, in seconds (2^32, year 2106: past any capture, and far enough from
+    /// Int64 nanoseconds that adding any conntrack timeout cannot overflow).
+    static let latestSecond: Int64 = 1 << 32
 
     /// libpcap messages sometimes repeat the path; the error already names it.
     private static func trimmed(_ message: String, path: String) -> String {

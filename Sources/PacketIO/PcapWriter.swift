@@ -13,7 +13,6 @@ public final class PcapWriter {
     private let deadHandle: OpaquePointer
     private let dumper: OpaquePointer
     private let precision: TimestampPrecision
-    private var header = pcap_pkthdr()
     private var closed = false
 
     public init(path: String, datalink: Int32, snapLength: Int32, precision: TimestampPrecision)
@@ -43,6 +42,7 @@ public final class PcapWriter {
     public func write(_ bytes: UnsafeRawBufferPointer, wireLength: Int, timestamp: Int64) {
         let seconds = timestamp / 1_000_000_000
         let fraction = timestamp % 1_000_000_000
+        var header = pcap_pkthdr()
         header.ts.tv_sec = Int(seconds)
         header.ts.tv_usec = Int(precision == .nanoseconds ? fraction : fraction / 1000)
         header.caplen = UInt32(bytes.count)

@@ -75,10 +75,4 @@ public struct IPv4Packet {
         let header = UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + headerLength)])
         frame.setU16(offset + 10, InternetChecksum.finish(InternetChecksum.sum(header)))
     }
-
-    /// True when the header checksum verifies.
-    public var hasValidHeaderChecksum: Bool {
-        let header = UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + headerLength)])
-        return InternetChecksum.fold(InternetChecksum.sum(header)) == 0xFFFF
-    }
 }

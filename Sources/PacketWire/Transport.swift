@@ -8,6 +8,8 @@ public struct TransportHeader {
     public let protocolNumber: UInt8
 
     /// Validates the TCP or UDP header carried by `ip` (whose payload must start a transport header).
+    /// Only the fixed part must be captured (TCP options may be cut by a short snap length: NAT and
+    /// tracking read the first 20 bytes); lengths are checked against the packet as sent.
     public init(ip: IPv4Packet) throws(WireError) {
         let frame = ip.frame
         let offset = ip.payloadOffset
@@ -16,13 +18,13 @@ public struct TransportHeader {
             guard ip.payloadLength >= 20, frame.count >= offset + 20 else { throw .truncatedTCPHeader }
             let dataOffset = Int(frame.u8(offset + 12) >> 4) * 4
             guard dataOffset >= 20, dataOffset <= ip.payloadLength else { throw .badTCPDataOffset }
-            guard frame.count >= offset + dataOffset else { throw .truncatedTCPHeader }
         case IPProtocol.udp:
             guard ip.payloadLength >= 8, frame.count >= offset + 8 else { throw .truncatedUDPHeader }
+            // A first fragment carries only part of the datagram its length field describes.
             let length = Int(frame.u16(offset + 4))
-            guard length >= 8, length <= ip.payloadLength else { throw .badUDPLength }
+            guard length >= 8, length <= ip.payloadLength || ip.moreFragments else { throw .badUDPLength }
         default:
-            preconditionFailure("TransportHeader is for TCP and UDP only")
+            throw .notTCPOrUDP
         }
         self.frame = frame
         self.offset = offset

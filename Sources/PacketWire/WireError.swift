@@ -13,6 +13,7 @@ public enum WireError: Int, Error, Equatable, Sendable, CaseIterable {
     case badUDPLength
     case truncatedICMPHeader
     case malformedARP
+    case notTCPOrUDP
 
     /// Stable snake_case name used in statistics output.
     public var name: String {
@@ -29,6 +30,7 @@ public enum WireError: Int, Error, Equatable, Sendable, CaseIterable {
         case .badUDPLength: "bad_udp_length"
         case .truncatedICMPHeader: "truncated_icmp_header"
         case .malformedARP: "malformed_arp"
+        case .notTCPOrUDP: "not_tcp_or_udp"
         }
     }
 }

@@ -68,17 +68,17 @@ public struct RunSummary: Encodable, Sendable {
         packetsWritten = counts.packetsWritten
         generatedReplies = counts.generated
         dropped = counts.dropped
-        verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count($0)) })
+        verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count(of: $0)) })
         translatedClientToPod = stats.translatedOriginal
         translatedPodToClient = stats.translatedReply
         newConnections = stats.newConnections
         choicesFromCapture = program.observed?.decided ?? 0
         rejected = stats.rejected
-        passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count($0)) })
+        passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })
         malformed = Dictionary(uniqueKeysWithValues: WireError.allCases.compactMap {
-            stats.count($0) > 0 ? ($0.name, stats.count($0)) : nil
+            stats.count(malformed: $0) > 0 ? ($0.name, stats.count(malformed: $0)) : nil
         })
-        drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count($0)) })
+        drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count(dropped: $0)) })
         conntrackEntries = program.conntrack.entries(at: program.clock).count
         conntrackEarlyDrops = program.conntrack.earlyDrops
         notLoadBalanced = program.table.unservedPorts

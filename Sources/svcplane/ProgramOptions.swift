@@ -48,7 +48,9 @@ struct ProgramOptions: ParsableArguments {
 
     func validate() throws {
         if manifests.isEmpty { throw ValidationError("Missing -f: at least one manifest file or directory.") }
-        if conntrackMax < 1 { throw ValidationError("--conntrack-max must be at least 1.") }
+        guard (1...(1 << 30)).contains(conntrackMax) else {
+            throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
+        }
         if let nodeIP, IPv4Address(nodeIP) == nil { throw ValidationError("--node-ip: not an IPv4 address.") }
     }
 
@@ -58,10 +60,15 @@ struct ProgramOptions: ParsableArguments {
         configuration.seed = seed
         configuration.conntrackMax = conntrackMax
         configuration.nodeAddress = nodeIP.flatMap { IPv4Address($0) }
-        if let establishedTimeout { configuration.timeouts.setTCP(.established, seconds: establishedTimeout.seconds) }
-        if let closeWaitTimeout { configuration.timeouts.setTCP(.closeWait, seconds: closeWaitTimeout.seconds) }
-        if let udpTimeout { configuration.timeouts.udp = udpTimeout.seconds }
-        if let udpStreamTimeout { configuration.timeouts.udpStream = udpStreamTimeout.seconds }
+        // As kube-proxy's flags: 0 leaves the kernel's value as it is.
+        if let seconds = establishedTimeout?.seconds, seconds > 0 {
+            configuration.timeouts.setTCP(.established, seconds: seconds)
+        }
+        if let seconds = closeWaitTimeout?.seconds, seconds > 0 {
+            configuration.timeouts.setTCP(.closeWait, seconds: seconds)
+        }
+        if let seconds = udpTimeout?.seconds, seconds > 0 { configuration.timeouts.udp = seconds }
+        if let seconds = udpStreamTimeout?.seconds, seconds > 0 { configuration.timeouts.udpStream = seconds }
         return configuration
     }
 
@@ -84,12 +91,14 @@ extension LoadBalancingMode: ExpressibleByArgument {}
 extension OutputFormat: ExpressibleByArgument {}
 
 /// A duration written as kube-proxy's flags take it (Go's time.ParseDuration: `24h`, `1h30m`, `90s`),
-/// or a plain number of seconds.
+/// or a plain number of seconds; at most 2^31-1 seconds, the range of the kernel's timeout sysctls.
 struct GoDuration: ExpressibleByArgument {
+    static let maximumSeconds: Int64 = (1 << 31) - 1
     let seconds: Int64
 
     init?(argument: String) {
-        if let plain = Int64(argument), plain >= 0 {
+        if let plain = Int64(argument) {
+            guard (0...Self.maximumSeconds).contains(plain) else { return nil }
             seconds = plain
             return
         }
@@ -117,7 +126,7 @@ struct GoDuration: ExpressibleByArgument {
             total += value * scale
             number = ""
         }
-        guard number.isEmpty else { return nil }
+        guard number.isEmpty, total <= Double(Self.maximumSeconds) else { return nil }
         seconds = Int64(total)
     }
 }

@@ -33,6 +33,12 @@ struct Rewrite: ParsableCommand {
     @Flag(help: "Do not print the summary on stderr.")
     var quiet = false
 
+    func validate() throws {
+        if FileIdentity(path: input) != nil, FileIdentity(path: input) == FileIdentity(path: output) {
+            throw ValidationError("-w names the input capture; svcplane will not overwrite its input.")
+        }
+    }
+
     func run() throws {
         let runner = try CaptureRun(input: input, program: program)
         let writer: PcapWriter
@@ -108,6 +114,19 @@ final class CaptureRun {
         if format == .text && destination == "-" {
             Output.standardError(ConntrackRecord.summaryLine(count: records.count) + "\n")
         }
+    }
+}
+
+/// A file's device and inode: two paths name the same file when these are equal.
+struct FileIdentity: Equatable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
     }
 }
 

@@ -119,8 +119,9 @@ struct ServiceLoadBalancerTests {
             #expect(out == frame)
         }
         let stats = harness.program.stats
-        #expect(stats.count(.notIPv4) == 2 && stats.count(.notService) == 2 && stats.count(.malformed) == 1)
-        #expect(stats.count(.truncatedLinkHeader) == 1)
+        #expect(stats.count(passed: .notIPv4) == 2 && stats.count(passed: .notService) == 2)
+        #expect(stats.count(passed: .malformed) == 1)
+        #expect(stats.count(malformed: .truncatedLinkHeader) == 1)
     }
 
     @Test("a frontend without endpoints is answered with ICMP port unreachable")
@@ -190,7 +191,7 @@ struct ServiceLoadBalancerTests {
         ack.payload = Array("GET / HTTP/1.1\r\n".utf8)
         let (action, out) = harness.run(ack.ethernetFrame())
         #expect(action == .pass && out[14 + 16] == 10 && out[14 + 17] == 244)
-        #expect(harness.program.stats.count(.conntrackInvalid) == 2)
+        #expect(harness.program.stats.count(dropped: .conntrackInvalid) == 2)
     }
 
     @Test("UDP: each new source port is a new connection; the answer comes from the ClusterIP")
@@ -237,7 +238,7 @@ struct ServiceLoadBalancerTests {
         var harness = try Harness(linkType: .linuxCooked)
         let frame = client(40020).cookedFrame(outgoing: true)
         let (action, out) = harness.run(frame)
-        #expect(action == .pass && out == frame && harness.program.stats.count(.outgoing) == 1)
+        #expect(action == .pass && out == frame && harness.program.stats.count(passed: .outgoing) == 1)
         let (_, incoming) = harness.run(client(40021).cookedFrame())
         #expect(incoming[16 + 16] == 10 && incoming[16 + 17] == 244)
     }
@@ -255,5 +256,41 @@ struct ServiceLoadBalancerTests {
         var rewritten = whole
         rewritten.replaceSubrange(0..<54, with: out)
         #expect(ChecksumCheck.isValid(ipPacket: Array(rewritten[14...])))
+    }
+
+    @Test("a SYN whose options the snap length cut is still tracked and rewritten")
+    func shortSnapLength() throws {
+        var harness = try Harness()
+        var syn = client(40040)
+        syn.tcpOptions = [2, 4, 0x05, 0xB4, 4, 2, 8, 10] + [UInt8](repeating: 0, count: 8) + [1, 3, 3, 7]
+        let full = syn.ethernetFrame()
+        let (action, out) = harness.run(Array(full.prefix(54)), wireLength: full.count)
+        #expect(action == .pass && out[14 + 16] == 10 && out[14 + 17] == 244)
+        #expect(harness.program.conntrack.count == 1)
+    }
+
+    @Test("the first fragment of a UDP datagram is translated; later fragments pass and are counted")
+    func fragments() throws {
+        var harness = try Harness()
+        var query = client(55600, to: "10.96.0.10", 53, IPProtocol.udp)
+        query.payload = [UInt8](repeating: 7, count: 40)
+        var first = query.ethernetFrame()
+        first[14 + 6] = 0x20  // more fragments, offset 0
+        first[14 + 2] = 0
+        first[14 + 3] = 20 + 24  // this fragment carries the UDP header and 16 bytes of the 48
+        first[14 + 10] = 0
+        first[14 + 11] = 0
+        let headerSum = first[14..<34].withUnsafeBytes { InternetChecksum.finish(InternetChecksum.sum($0)) }
+        first[14 + 10] = UInt8(headerSum >> 8)
+        first[14 + 11] = UInt8(headerSum & 0xFF)
+        let firstFragment = Array(first.prefix(14 + 44))
+        let (action, out) = harness.run(firstFragment)
+        #expect(action == .pass && out[14 + 16] == 10 && out[14 + 17] == 244)
+        var later = firstFragment
+        later[14 + 6] = 0x00
+        later[14 + 7] = 3  // offset 24 bytes
+        let (laterAction, laterOut) = harness.run(later)
+        #expect(laterAction == .pass && laterOut == later)
+        #expect(harness.program.stats.count(passed: .laterFragment) == 1)
     }
 }

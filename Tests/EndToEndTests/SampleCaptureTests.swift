@@ -82,6 +82,11 @@ struct CommandLineTests {
         #expect(try svcplane("rewrite", "-r", "x", "-w", "y", "-f", "z", "--lb", "bogus").status == 2)
         #expect(try svcplane("no-such-command").status == 2)
         #expect(try svcplane("--help").status == 0)
+        let sample = Repository.capture("single-pod")
+        let overwrite = try svcplane("rewrite", "-r", sample, "-w", sample, "-f", "\(Repository.pcaps)/single-pod.yaml")
+        #expect(overwrite.status == 2 && overwrite.standardError.contains("will not overwrite its input"))
+        #expect(try svcplane("rewrite", "-r", "a", "-w", "b", "-f", "c", "--conntrack-tcp-timeout-established",
+                             "99999999999h").status == 2)
     }
 
     @Test("bad input exits 1 with one line naming the file")

@@ -59,6 +59,6 @@ struct CaptureRewriterTests {
         #expect(written[1].0 == frames[1], "the rejected packet, unchanged")
         #expect(written[2].0[14 + 9] == IPProtocol.icmp, "then its ICMP port unreachable")
         #expect(written[3].0 == frames[2], "not a Service: unchanged")
-        #expect(program.stats.count(.tx) == 1 && program.stats.count(.pass) == 2)
+        #expect(program.stats.count(of: .tx) == 1 && program.stats.count(of: .pass) == 2)
     }
 }
