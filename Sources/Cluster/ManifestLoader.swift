@@ -7,8 +7,8 @@ public struct ClusterManifests: Sendable {
     public var endpoints: [Located<EndpointsObject>] = []
     public var endpointSlices: [Located<EndpointSliceObject>] = []
     public var pods: [Located<PodObject>] = []
-    /// Objects of kinds that do not affect the Service dataplane (Deployments, ConfigMaps, ...), by kind.
-    public var ignoredKinds: [String: Int] = [:]
+    /// Objects of Kubernetes kinds that do not affect the Service dataplane (Deployments, ConfigMaps, ...).
+    public var ignored = 0
 
     public init() {}
 }
@@ -91,10 +91,24 @@ public enum ManifestLoader {
             manifests.endpointSlices.append(try decode(node, origin: origin))
         case "Pod":
             manifests.pods.append(try decode(node, origin: origin))
+        case _ where ignorableKinds.contains(kind):
+            manifests.ignored += 1
         default:
-            manifests.ignoredKinds[kind, default: 0] += 1
+            throw ManifestError(origin: origin, field: "kind",
+                                message: "unknown kind \"\(kind)\" (svcplane reads Service, Endpoints, "
+                                    + "EndpointSlice, Pod and List)")
         }
     }
+
+    /// Built-in Kubernetes kinds that may sit beside Services in a manifest directory and do not change the
+    /// dataplane; any other kind is a mistake worth reporting (a typo such as `Servce` would otherwise vanish).
+    static let ignorableKinds: Set<String> = [
+        "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
+        "ReplicationController", "ConfigMap", "Secret", "ServiceAccount", "PersistentVolume",
+        "PersistentVolumeClaim", "Ingress", "IngressClass", "NetworkPolicy", "Role", "RoleBinding", "ClusterRole",
+        "ClusterRoleBinding", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Event", "LimitRange",
+        "ResourceQuota", "CustomResourceDefinition",
+    ]
 
     private static func decode<Object: Decodable & Sendable>(_ node: Node, origin: String)
         throws(ManifestError) -> Located<Object>

@@ -12,7 +12,9 @@ public enum ServiceTableBuilder {
     public static func build(_ manifests: ClusterManifests) throws(ManifestError) -> ServiceTable {
         var entries: [ServicePortEntry] = []
         var unserved: [String] = []
-        var owners: [Frontend: String] = [:]
+        var addressOwners: [IPv4Address: String] = [:]
+        var frontends = Set<Frontend>()
+        try checkEndpointOwners(manifests)
         for located in manifests.services {
             let service = located.object
             let namespace = service.metadata.namespace ?? "default"
@@ -30,6 +32,12 @@ public enum ServiceTableBuilder {
                 }
                 continue
             }
+            let serviceName = "\(namespace)/\(service.metadata.name)"
+            if let owner = addressOwners[clusterIP], owner != serviceName {
+                throw ManifestError(origin: located.origin, field: "spec.clusterIP",
+                                    message: "\(clusterIP) is already the ClusterIP of \(owner)")
+            }
+            addressOwners[clusterIP] = serviceName
             let finder = EndpointFinder(manifests: manifests, namespace: namespace, service: service)
             for port in ports {
                 let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
@@ -39,11 +47,10 @@ public enum ServiceTableBuilder {
                     unserved.append("\(name) \(frontend) (SCTP is not load balanced)")
                     continue
                 }
-                if let owner = owners[frontend] {
-                    throw ManifestError(origin: located.origin, field: "spec.clusterIP",
-                                        message: "\(frontend) is already used by \(owner)")
+                guard frontends.insert(frontend).inserted else {
+                    throw ManifestError(origin: located.origin, field: "spec.ports",
+                                        message: "\(frontend) is listed twice")
                 }
-                owners[frontend] = name.description
                 let backends = finder.backends(for: port, protocol: serviceProtocol)
                 entries.append(ServicePortEntry(name: name, frontend: frontend, backends: backends,
                                                 usableBackends: usable(backends), affinity: affinity))
@@ -51,6 +58,32 @@ public enum ServiceTableBuilder {
         }
         entries.sort { ($0.name, $0.frontend.port) < ($1.name, $1.frontend.port) }
         return ServiceTable(entries: entries, unservedPorts: unserved)
+    }
+
+    /// Endpoints and EndpointSlices must belong to a loaded Service.
+    private static func checkEndpointOwners(_ manifests: ClusterManifests) throws(ManifestError) {
+        let services = Set(manifests.services.map { located in
+            "\(located.object.metadata.namespace ?? "default")/\(located.object.metadata.name)"
+        })
+        for located in manifests.endpoints {
+            let name = "\(located.object.metadata.namespace ?? "default")/\(located.object.metadata.name)"
+            guard services.contains(name) else {
+                throw ManifestError(origin: located.origin, field: "metadata.name",
+                                    message: "Endpoints for \(name), which is not a loaded Service")
+            }
+        }
+        for located in manifests.endpointSlices {
+            let meta = located.object.metadata
+            guard let owner = meta.labels?["kubernetes.io/service-name"] else {
+                throw ManifestError(origin: located.origin, field: "metadata.labels",
+                                    message: "EndpointSlice without the kubernetes.io/service-name label")
+            }
+            let name = "\(meta.namespace ?? "default")/\(owner)"
+            guard services.contains(name) else {
+                throw ManifestError(origin: located.origin, field: "metadata.labels",
+                                    message: "EndpointSlice for \(name), which is not a loaded Service")
+            }
+        }
     }
 
     /// Ready endpoints; when none is ready, the serving and terminating ones.

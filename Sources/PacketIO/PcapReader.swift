@@ -82,9 +82,12 @@ public final class PcapReader {
 }
 
 /// Finds the timestamp precision a capture file records: the pcap magic number, or for pcapng the
-/// `if_tsresol` option of the first interface description block (microseconds when absent).
+/// `if_tsresol` option of the first interface description block (microseconds when absent). A pipe cannot
+/// be read twice, so a capture that is not a regular file is taken as nanoseconds (nothing is lost).
 enum FilePrecisionProbe {
     static func precision(ofCaptureAt path: String) -> TimestampPrecision {
+        var status = stat()
+        guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return .nanoseconds }
         guard let file = fopen(path, "rb") else { return .microseconds }
         defer { fclose(file) }
         var head = [UInt8](repeating: 0, count: 512)

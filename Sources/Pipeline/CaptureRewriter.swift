@@ -2,6 +2,12 @@ import Cluster
 import Dataplane
 import PacketIO
 import PacketWire
+import Synchronization
+
+/// Set from a signal handler to stop a run between two packets; the run then flushes what it wrote.
+public enum Interruption {
+    public static let requested = Atomic<Bool>(false)
+}
 
 /// Counts of one run through a capture.
 public struct RewriteCounts: Sendable, Equatable {
@@ -10,12 +16,17 @@ public struct RewriteCounts: Sendable, Equatable {
     /// Replies the program generated (rejects), written right after the packet that caused them.
     public var generated = 0
     public var dropped = 0
+    /// The run stopped early because `Interruption.requested` was set.
+    public var interrupted = false
 
-    public init(packetsRead: Int = 0, packetsWritten: Int = 0, generated: Int = 0, dropped: Int = 0) {
+    public init(packetsRead: Int = 0, packetsWritten: Int = 0, generated: Int = 0, dropped: Int = 0,
+                interrupted: Bool = false)
+    {
         self.packetsRead = packetsRead
         self.packetsWritten = packetsWritten
         self.generated = generated
         self.dropped = dropped
+        self.interrupted = interrupted
     }
 }
 
@@ -42,12 +53,13 @@ public enum CaptureRewriter {
             buffer.deallocate()
             generated.deallocate()
         }
-        while true {
+        while !Interruption.requested.load(ordering: .relaxed) {
             let frame: CapturedFrame
             do {
                 guard let next = try reader.next() else { break }
                 frame = next
             } catch {
+                if Interruption.requested.load(ordering: .relaxed) { break }  // a read cut short by the signal
                 try writer?.flush()
                 throw PartialRewrite(error: error, counts: counts)
             }
@@ -74,6 +86,7 @@ public enum CaptureRewriter {
                 counts.dropped += 1
             }
         }
+        counts.interrupted = Interruption.requested.load(ordering: .relaxed)
         try writer?.close()
         return counts
     }

@@ -19,7 +19,8 @@ struct ProgramOptions: ParsableArguments {
 
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Give each connection the backend whose replies the capture holds (the recorded node's choice), while that "
-            + "backend is usable; --lb decides the connections the capture does not answer."))
+            + "backend is usable; --lb decides the connections the capture does not answer. A capture read from a "
+            + "pipe is read once, so it is not followed."))
     var followCapture = true
 
     @Option(help: "Seed of the random choice; the same seed and input give the same output.")

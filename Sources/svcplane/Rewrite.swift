@@ -40,6 +40,7 @@ struct Rewrite: ParsableCommand {
     }
 
     func run() throws {
+        InterruptSignals.install()
         let runner = try CaptureRun(input: input, program: program)
         let writer: PcapWriter
         do {
@@ -53,6 +54,29 @@ struct Rewrite: ParsableCommand {
             try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats)
         }
         if let conntrackDump { try runner.dumpConntrack(to: conntrackDump, format: format) }
+        if counts.interrupted {
+            Output.standardError("svcplane: interrupted after \(counts.packetsRead) packets; "
+                + "\(counts.packetsWritten) written to \(output)\n")
+            throw ExitCode(130)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop a rewrite between packets, so that what was written is flushed.
+enum InterruptSignals {
+    static func install() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in Interruption.requested.store(true, ordering: .relaxed) }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: a read blocked on a pipe returns, and the run stops
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGINT, SIGTERM] {
+            sigaction(signal, &action, nil)
+            sigaddset(&signals, signal)
+        }
+        // A parent may have started us with these blocked (a thread pool's mask survives exec).
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }
 
@@ -87,7 +111,7 @@ final class CaptureRun {
         let configuration = program.configuration
         do {
             reader = try PcapReader(path: input)
-            let observed = program.followCapture
+            let observed = program.followCapture && FileIdentity(path: input)?.isRegularFile == true
                 ? try CaptureRewriter.observeBackends(path: input, table: table,
                                                       udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil
@@ -121,12 +145,15 @@ final class CaptureRun {
 struct FileIdentity: Equatable {
     let device: UInt64
     let inode: UInt64
+    /// False for pipes and devices, which can be read only once.
+    let isRegularFile: Bool
 
     init?(path: String) {
         var status = stat()
         guard stat(path, &status) == 0 else { return nil }
         device = UInt64(status.st_dev)
         inode = UInt64(status.st_ino)
+        isRegularFile = status.st_mode & S_IFMT == S_IFREG
     }
 }
 

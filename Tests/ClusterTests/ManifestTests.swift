@@ -173,7 +173,21 @@ struct ManifestTests {
         ("- just\n- a list", "test.yaml: document 1: expected a Kubernetes object (a mapping)"),
         ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\n"
             + "kind: Service\nmetadata: {name: b}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}",
-         "test.yaml: document 2: spec.clusterIP: 10.96.0.1:80/tcp is already used by default/a"),
+         "test.yaml: document 2: spec.clusterIP: 10.96.0.1 is already the ClusterIP of default/a"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}, {port: 80}]}",
+         "test.yaml: document 1: spec.ports: 10.96.0.1:80/tcp is listed twice"),
+        ("kind: Servce\nmetadata: {name: a}",
+         "test.yaml: document 1: kind: unknown kind \"Servce\" (svcplane reads Service, Endpoints, EndpointSlice, "
+            + "Pod and List)"),
+        ("kind: Endpoints\nmetadata: {name: ghost}\nsubsets: []",
+         "test.yaml: document 1: metadata.name: Endpoints for default/ghost, which is not a loaded Service"),
+        ("kind: EndpointSlice\nmetadata: {name: g-1, labels: {kubernetes.io/service-name: ghost}}",
+         "test.yaml: document 1: metadata.labels: EndpointSlice for default/ghost, which is not a loaded Service"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80, targetPort: 0}]}",
+         "test.yaml: document 1: spec.ports[0].targetPort: 0 is not in 1-65535"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {sessionAffinity: ClientIP, sessionAffinityConfig: "
+            + "{clientIP: {timeoutSeconds: 86401}}}",
+         "test.yaml: document 1: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 86401 is not in 1-86400"),
         ("kind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80, protocol: ICMP}]}",
          "test.yaml: document 1: spec.ports[0].protocol: \"ICMP\" is not TCP, UDP or SCTP"),
     ])

@@ -127,3 +127,29 @@ struct CommandLineTests {
         #expect(entries?.first?["state"] as? String == "TIME_WAIT")
     }
 }
+
+@Suite("Interruption")
+struct InterruptionTests {
+    @Test("SIGINT during a rewrite flushes what was written and exits 130")
+    func interrupt() throws {
+        let directory = try TemporaryDirectory()
+        let fifo = directory.file("in.pcap")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Repository.binary)
+        process.arguments = ["rewrite", "-r", fifo, "-w", directory.file("out.pcap"), "-f",
+                             "\(Repository.pcaps)/single-pod.yaml", "--quiet"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let feed = try #require(FileHandle(forWritingAtPath: fifo))  // opens once svcplane reads
+        let capture = try Data(contentsOf: URL(fileURLWithPath: Repository.capture("single-pod")))
+        feed.write(capture.prefix(capture.count - 10))  // all but the end of the last record: svcplane waits
+        Thread.sleep(forTimeInterval: 1)
+        process.interrupt()
+        process.waitUntilExit()
+        try feed.close()
+        #expect(process.terminationStatus == 130)
+        let written = try packetFacts(directory.file("out.pcap")).count
+        #expect(written == (try packetFacts(Repository.capture("single-pod")).count) - 1)
+    }
+}
