@@ -38,3 +38,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets, built only by tools/fuzz (SVCPLANE_FUZZ=1, with -sanitize=fuzzer,address), since they
+// have no main function of their own.
+if Context.environment["SVCPLANE_FUZZ"] != nil {
+    package.targets += [
+        .target(name: "FuzzDriver", path: "Fuzz/FuzzDriver"),
+        .executableTarget(name: "FuzzProgram", dependencies: ["Dataplane", "FuzzDriver"], path: "Fuzz/FuzzProgram"),
+        .executableTarget(name: "FuzzCapture", dependencies: ["PacketIO", "FuzzDriver"], path: "Fuzz/FuzzCapture"),
+        .executableTarget(name: "FuzzManifest", dependencies: ["Cluster", "FuzzDriver"], path: "Fuzz/FuzzManifest"),
+    ]
+}

@@ -9,11 +9,13 @@ enum Repository {
         .deletingLastPathComponent().path
     static let pcaps = root + "/pcaps"
 
-    /// The `svcplane` executable `swift test` built beside the tests.
-    static var binary: String {
-        let candidates = [root + "/.build/debug/svcplane", root + "/.build/release/svcplane"]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
-    }
+    /// The `svcplane` executable `swift test` built beside the test bundle (in whatever build folder).
+    static let binary: String = {
+        let testBundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [testBundle.deletingLastPathComponent().appendingPathComponent("svcplane").path,
+                          root + "/.build/debug/svcplane"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }()
 
     /// Every sample capture in pcaps/ that has its manifest beside it.
     static var sampleCaptures: [String] {
