@@ -1,4 +1,5 @@
 import Foundation
+import PacketIO
 import PacketWire
 import Testing
 
@@ -115,6 +116,31 @@ struct CommandLineTests {
         let salvaged = try packetFacts(directory.file("out.pcap"))
         #expect(salvaged.count == (try packetFacts(Repository.capture("single-pod")).count) - 1,
                 "every packet before the damage is written")
+    }
+
+    @Test("unreadable inputs, corrupt record lengths and a full disk give one line and exit 1")
+    func badFiles() throws {
+        let directory = try TemporaryDirectory()
+        let manifest = "\(Repository.pcaps)/single-pod.yaml"
+        let notAFile = try svcplane("rewrite", "-r", directory.path, "-w", directory.file("o.pcap"), "-f", manifest)
+        #expect(notAFile.status == 1 && notAFile.standardError.hasPrefix("svcplane: error: \(directory.path): "))
+        #expect(notAFile.standardError.split(separator: "\n").count == 1)
+
+        var capture = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Repository.capture("single-pod"))))
+        let firstLength = Int(capture[24 + 8]) | Int(capture[24 + 9]) << 8
+        let second = 24 + 16 + firstLength
+        capture.replaceSubrange((second + 8)..<(second + 12), with: [0xFF, 0xFF, 0xFF, 0x7F])  // caplen 2 GiB
+        try Data(capture).write(to: URL(fileURLWithPath: directory.file("corrupt.pcap")))
+        let corrupt = try svcplane("rewrite", "-r", directory.file("corrupt.pcap"), "-w", directory.file("c.pcap"),
+                                   "-f", manifest)
+        #expect(corrupt.status == 1)
+        #expect(corrupt.standardError.hasPrefix("svcplane: error: \(directory.file("corrupt.pcap")): packet 2: "))
+        let salvaged = try PcapReader(path: directory.file("c.pcap"))
+        #expect(try salvaged.next() != nil && salvaged.next() == nil, "the packet before the damage was written")
+
+        let full = try svcplane("rewrite", "-r", Repository.capture("single-pod"), "-w", "/dev/full", "-f", manifest)
+        #expect(full.status == 1)
+        #expect(full.standardError.hasPrefix("svcplane: error: /dev/full: write failed"))
     }
 
     @Test("conntrack prints the table as JSON")
