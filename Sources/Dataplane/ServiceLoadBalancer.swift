@@ -51,6 +51,7 @@ public struct ServiceLoadBalancer {
 
     private let configuration: LoadBalancerConfiguration
     private var selector: BackendSelector
+    private var affinity = AffinityTable()
     /// Backends the capture's own replies show, consulted before the selector.
     public private(set) var observed: ObservedBackends?
 
@@ -151,10 +152,14 @@ public struct ServiceLoadBalancer {
             stats.record(.tx)
             return .tx
         }
-        let choice = observed?.choice(for: flow, at: context.timestamp, entry: entry)
-            ?? selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count, flow: flow,
-                               timestamp: context.timestamp)
-        let backendPosition = entry.usableBackends[choice]
+        let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry)
+            .map { entry.usableBackends[$0] }
+            ?? affinity.pinnedBackend(entry: entryIndex, client: flow.source, in: entry, now: clock)
+            ?? entry.usableBackends[selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count,
+                                                    flow: flow, timestamp: context.timestamp)]
+        if entry.affinity != nil {
+            affinity.set(entry: entryIndex, client: flow.source, backend: backendPosition, now: clock)
+        }
         let backend = entry.backends[backendPosition]
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
         let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,

@@ -9,7 +9,6 @@ import Testing
 struct FloodRunner {
     var program: ServiceLoadBalancer
     var now: Int64 = 1_700_000_000_000_000_000
-    let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 8)
 
     init(conntrackMax: Int) throws {
         var manifests = ClusterManifests()
@@ -24,6 +23,8 @@ struct FloodRunner {
     mutating func flood(_ template: [UInt8], sources: [UInt32]) -> Int {
         var frame = template
         var passed = 0
+        let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 8)
+        defer { generated.deallocate() }
         frame.withUnsafeMutableBytes { bytes in
             for source in sources {
                 bytes.copyBytes(from: template)  // undo the previous DNAT

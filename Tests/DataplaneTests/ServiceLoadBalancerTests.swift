@@ -31,9 +31,11 @@ struct Harness {
     var now: Int64 = 1_700_000_000_000_000_000
     var lastGenerated: [UInt8] = []
 
-    init(mode: LoadBalancingMode = .random, seed: UInt64 = 1, linkType: LinkType = .ethernet) throws {
+    init(mode: LoadBalancingMode = .random, seed: UInt64 = 1, linkType: LinkType = .ethernet,
+         manifest text: String = manifest) throws
+    {
         var manifests = ClusterManifests()
-        try ManifestLoader.load(yaml: manifest, name: "manifest", into: &manifests)
+        try ManifestLoader.load(yaml: text, name: "manifest", into: &manifests)
         var configuration = LoadBalancerConfiguration()
         configuration.mode = mode
         configuration.seed = seed
@@ -292,5 +294,25 @@ struct ServiceLoadBalancerTests {
         let (laterAction, laterOut) = harness.run(later)
         #expect(laterAction == .pass && laterOut == later)
         #expect(harness.program.stats.count(passed: .laterFragment) == 1)
+    }
+
+    @Test("ClientIP affinity pins a client's new connections to one pod until the timeout passes")
+    func sessionAffinity() throws {
+        let pinned = manifest.replacingOccurrences(
+            of: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]}",
+            with: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}], "
+                + "sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 10}}}")
+        var harness = try Harness(mode: .roundRobin, manifest: pinned)
+        var pods: [UInt8] = []
+        for port in UInt16(41000)..<41006 {
+            harness.now += 1_000_000_000
+            pods.append(harness.run(client(port).ethernetFrame()).1[14 + 18])
+        }
+        #expect(pods == [1, 1, 1, 1, 1, 1], "every new connection renews the pin")
+        var other = client(41100)
+        other.source = IPv4Address("10.0.9.9")!
+        #expect(harness.run(other.ethernetFrame()).1[14 + 18] == 2, "another client is balanced as usual")
+        harness.now += 11_000_000_000
+        #expect(harness.run(client(41200).ethernetFrame()).1[14 + 18] == 3, "after the timeout the pin is gone")
     }
 }
