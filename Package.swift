@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -23,9 +24,11 @@ let package = Package(
         .target(name: "Conntrack", dependencies: ["PacketWire"]),
         .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),
         .target(name: "Pipeline", dependencies: ["Dataplane", "PacketIO"]),
+        .target(name: "KubeProxyRules", dependencies: ["Cluster", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "svcplane",
-            dependencies: ["Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Pipeline", "KubeProxyRules",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["PacketWire"], path: "Tests/Support"),
         .testTarget(name: "PacketWireTests", dependencies: ["PacketWire", "TestSupport"]),
@@ -34,6 +37,7 @@ let package = Package(
         .testTarget(name: "ConntrackTests", dependencies: ["Conntrack", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "KubeProxyRulesTests", dependencies: ["KubeProxyRules"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Pipeline", "TestSupport", "svcplane"]),
     ],
     swiftLanguageModes: [.v6]

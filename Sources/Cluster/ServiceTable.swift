@@ -74,7 +74,7 @@ public struct SessionAffinity: Hashable, Sendable {
 public struct ServicePortEntry: Sendable {
     public var name: ServicePortName
     public var frontend: Frontend
-    /// Every endpoint, sorted by address and port, as kube-proxy orders them.
+    /// Every endpoint, in kube-proxy's order: by the text "ip:port" (so 10.0.1.10 comes before 10.0.1.2).
     public var backends: [Backend]
     /// Indices into `backends` that take new connections: the ready ones, or when none is ready the
     /// serving-and-terminating ones (kube-proxy's terminating fallback).

@@ -170,7 +170,8 @@ struct EndpointFinder {
             found = fromPods(port, serviceProtocol)
         }
         var seen = Set<Backend.Key>()
-        return found.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }
+        // kube-proxy orders a service port's endpoints by their "ip:port" text, byte by byte.
+        return found.filter { seen.insert($0.key).inserted }.sorted { $0.description < $1.description }
     }
 
     private func fromSlices(_ port: ServiceObject.Port, _ serviceProtocol: ServiceProtocol) -> [Backend] {
@@ -240,10 +241,9 @@ struct EndpointFinder {
 
 extension Backend {
     /// Identity of an endpoint within a service port: address and port.
-    struct Key: Hashable, Comparable {
+    struct Key: Hashable {
         let address: UInt32
         let port: UInt16
-        static func < (lhs: Key, rhs: Key) -> Bool { (lhs.address, lhs.port) < (rhs.address, rhs.port) }
     }
 
     var key: Key { Key(address: address.value, port: port) }

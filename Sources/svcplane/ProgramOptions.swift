@@ -5,12 +5,30 @@ import Dataplane
 import PacketWire
 import Pipeline
 
-/// Options shared by every command that runs the service program.
-struct ProgramOptions: ParsableArguments {
+/// The cluster's manifests, shared by every command.
+struct ManifestOptions: ParsableArguments {
     @Option(name: .customShort("f"), help: ArgumentHelp(
         "Kubernetes manifests (Services, Endpoints, EndpointSlices, Pods): a file or a directory. Repeatable.",
         valueName: "file|dir"))
     var manifests: [String] = []
+
+    func validate() throws {
+        if manifests.isEmpty { throw ValidationError("Missing -f: at least one manifest file or directory.") }
+    }
+
+    /// Loads and compiles the manifests.
+    func serviceTable() throws(CommandFailure) -> ServiceTable {
+        do {
+            return try ServiceTableBuilder.build(ManifestLoader.load(paths: manifests))
+        } catch {
+            throw CommandFailure(message: error.description)
+        }
+    }
+}
+
+/// Options shared by every command that runs the service program.
+struct ProgramOptions: ParsableArguments {
+    @OptionGroup var cluster: ManifestOptions
 
     @Option(name: .customLong("lb"), help: """
         Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).
@@ -48,7 +66,6 @@ struct ProgramOptions: ParsableArguments {
     var udpStreamTimeout: GoDuration?
 
     func validate() throws {
-        if manifests.isEmpty { throw ValidationError("Missing -f: at least one manifest file or directory.") }
         guard (1...(1 << 30)).contains(conntrackMax) else {
             throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
         }
@@ -71,15 +88,6 @@ struct ProgramOptions: ParsableArguments {
         if let seconds = udpTimeout?.seconds, seconds > 0 { configuration.timeouts.udp = seconds }
         if let seconds = udpStreamTimeout?.seconds, seconds > 0 { configuration.timeouts.udpStream = seconds }
         return configuration
-    }
-
-    /// Loads and compiles the manifests.
-    func serviceTable() throws(CommandFailure) -> ServiceTable {
-        do {
-            return try ServiceTableBuilder.build(ManifestLoader.load(paths: manifests))
-        } catch {
-            throw CommandFailure(message: error.description)
-        }
     }
 }
 

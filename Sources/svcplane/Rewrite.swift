@@ -107,7 +107,7 @@ final class CaptureRun {
     var loadBalancer: ServiceLoadBalancer
 
     init(input: String, program: ProgramOptions) throws {
-        let table = try program.serviceTable()
+        let table = try program.cluster.serviceTable()
         let configuration = program.configuration
         do {
             reader = try PcapReader(path: input)
@@ -160,10 +160,11 @@ struct FileIdentity: Equatable {
 /// Writing results to stdout, stderr or a file.
 enum Output {
     static func standardError(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+    static func standardOutput(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
 
     static func write(_ text: String, to destination: String) throws {
         if destination == "-" {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            standardOutput(text)
             return
         }
         guard FileManager.default.createFile(atPath: destination, contents: Data(text.utf8)) else {

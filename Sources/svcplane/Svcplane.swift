@@ -10,7 +10,7 @@ struct Svcplane: ParsableCommand {
         discussion: """
             Exit status: 0 on success, 1 on bad input (one line 'svcplane: error: FILE: ...'), 2 on bad usage.
             """,
-        subcommands: [Rewrite.self, ConntrackCommand.self])
+        subcommands: [Rewrite.self, ConntrackCommand.self, RulesCommand.self])
 }
 
 @main

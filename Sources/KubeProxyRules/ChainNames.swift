@@ -1,0 +1,23 @@
+import Cluster
+import Crypto
+
+/// kube-proxy's chain names: a prefix and the first 16 characters of the standard base32 encoding of the
+/// SHA-256 of `servicePortName + protocol` (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-) or
+/// `servicePortName + protocol + "ip:port"` (KUBE-SEP-), protocol in lower case.
+public enum ChainNames {
+    public static func service(_ entry: ServicePortEntry, prefix: String = "KUBE-SVC-") -> String {
+        prefix + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
+    }
+
+    public static func endpoint(_ entry: ServicePortEntry, _ backend: Backend) -> String {
+        "KUBE-SEP-" + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)\(backend)")
+    }
+
+    /// First 16 base32 characters of SHA-256(text): the first 10 bytes of the digest, 5 bits a character.
+    static func hash(_ text: String) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        let digest = Array(SHA256.hash(data: Array(text.utf8)).prefix(10))
+        let bits = digest.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
+        return String((0..<16).map { alphabet[Int(bits >> (75 - 5 * UInt128($0)) & 0x1F)] })
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import KubeProxyRules
+
+/// `svcplane rules`: what kube-proxy would program for the loaded cluster.
+struct RulesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rules",
+        abstract: "Print the rules kube-proxy would program for the cluster (iptables-restore input).")
+
+    /// Proxy modes whose rules svcplane renders.
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case iptables
+    }
+
+    @OptionGroup var cluster: ManifestOptions
+
+    @Option(help: "kube-proxy mode.")
+    var mode: Mode = .iptables
+
+    @Option(name: .customLong("cluster-cidr"), help: """
+        kube-proxy's --cluster-cidr: ClusterIP traffic from outside it is marked for masquerade.
+        """)
+    var clusterCIDR: String?
+
+    func run() throws {
+        let table = try cluster.serviceTable()
+        Output.standardOutput(IPTablesRules.render(table, options: KubeProxyOptions(clusterCIDR: clusterCIDR)))
+    }
+}
