@@ -28,7 +28,8 @@ func makeTable() -> ServiceTable {
 
 let table = makeTable()
 let linkTypes: [LinkType] = [.ethernet, .rawIPv4, .linuxCooked, .linuxCooked2]
-nonisolated(unsafe) let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
+nonisolated(unsafe) let generated = UnsafeMutableRawBufferPointer.allocate(
+    byteCount: XDPContext.generatedCapacity, alignment: 16)
 
 /// The process entry point (SwiftPM links an executable target's main under this name).
 @_cdecl("FuzzProgram_main")

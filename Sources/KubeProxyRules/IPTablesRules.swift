@@ -37,7 +37,8 @@ public enum IPTablesRules {
             let match = "-m \(proto) -p \(proto) -d \(entry.frontend.address) --dport \(entry.frontend.port)"
             let endpoints = entry.usableBackends.map { entry.backends[$0] }
             guard !endpoints.isEmpty else {
-                filterRules.append("-A KUBE-SERVICES -m comment --comment \"\(name) has no endpoints\" \(match) -j REJECT")
+                filterRules.append(
+                    "-A KUBE-SERVICES -m comment --comment \"\(name) has no endpoints\" \(match) -j REJECT")
                 continue
             }
             let serviceChain = ChainNames.service(entry)
@@ -75,7 +76,8 @@ public enum IPTablesRules {
             + "last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
         filterRules += [
             "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
-            "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark \(mark)/\(mark) -j ACCEPT",
+            "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark \(mark)/\(mark) "
+                + "-j ACCEPT",
             "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate "
                 + "RELATED,ESTABLISHED -j ACCEPT",
         ]

@@ -73,7 +73,8 @@ func tsharkBadChecksums(_ path: String) throws -> [String] {
     let tshark = try #require(which("tshark"), "tshark is needed to verify written captures (apt-get install tshark)")
     let result = try runProcess(tshark, [
         // DNS is off: the sample pods answer port 53 with plain text, which is not malformed traffic of ours.
-        "-r", path, "--disable-protocol", "dns", "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+        "-r", path, "--disable-protocol", "dns", "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+        "-o", "udp.check_checksum:TRUE",
         "-Y", "ip.checksum.status == 2 || tcp.checksum.status == 2 || udp.checksum.status == 2 "
             + "|| icmp.checksum.status == 2 || _ws.malformed",
     ])
