@@ -59,6 +59,24 @@ public struct ConntrackTable: Sendable {
         case clash
     }
 
+    /// Applies protocol tracking to an entry at `now` (`segment` for TCP, nil for UDP) and marks the reply as
+    /// seen afterwards, in the order `nf_conntrack_in` does. (A method of the table, so that the entry is
+    /// updated in place: a cross-module `_modify` accessor would allocate its coroutine frame per packet.)
+    public mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?, now: Int64,
+                               timeouts: ConntrackTimeouts) -> TrackingOutcome
+    {
+        let outcome: TrackingOutcome
+        if let segment {
+            outcome = ConnectionTracker.trackTCP(&slots[slot]!, direction: direction, segment: segment, now: now,
+                                                 timeouts: timeouts)
+        } else {
+            ConnectionTracker.trackUDP(&slots[slot]!, now: now, timeouts: timeouts)
+            outcome = .accepted
+        }
+        if direction == .reply, outcome == .accepted || outcome == .ignored { slots[slot]!.seenReply = true }
+        return outcome
+    }
+
     /// Adds a connection and returns its slot.
     public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32)
         -> Result<Int, InsertFailure>

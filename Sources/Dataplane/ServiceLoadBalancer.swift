@@ -118,21 +118,12 @@ public struct ServiceLoadBalancer {
                     context: &context)
     }
 
-    /// Applies protocol tracking to a found entry at the program's clock; marks the reply as seen the way
-    /// `nf_conntrack_in` does.
+    /// Protocol tracking of a found entry at the program's clock.
     private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?)
         -> TrackingOutcome
     {
-        let outcome: TrackingOutcome
-        if let segment {
-            outcome = ConnectionTracker.trackTCP(&conntrack[slot], direction: direction, segment: segment,
-                                                 now: clock, timeouts: configuration.timeouts)
-        } else {
-            ConnectionTracker.trackUDP(&conntrack[slot], now: clock, timeouts: configuration.timeouts)
-            outcome = .accepted
-        }
-        if direction == .reply, outcome == .accepted || outcome == .ignored { conntrack[slot].seenReply = true }
-        return outcome
+        conntrack.track(slot: slot, direction: direction, segment: segment, now: clock,
+                        timeouts: configuration.timeouts)
     }
 
     /// A first packet to a frontend: reject without endpoints, else choose a backend, track and DNAT.
