@@ -115,10 +115,14 @@ public struct ConntrackTable: Sendable {
         count -= 1
     }
 
-    /// Live entries at `now`, in creation order.
-    public func entries(at now: Int64) -> [ConntrackEntry] {
-        slots.compactMap { $0 }.filter { $0.expires > now }.sorted { $0.serial < $1.serial }
+    /// Live entries at `now` with their slots, in creation order.
+    public func liveEntries(at now: Int64) -> [(slot: Int, entry: ConntrackEntry)] {
+        slots.indices.compactMap { slot in slots[slot].flatMap { $0.expires > now ? (slot, $0) : nil } }
+            .sorted { $0.entry.serial < $1.entry.serial }
     }
+
+    /// Live entries at `now`, in creation order.
+    public func entries(at now: Int64) -> [ConntrackEntry] { liveEntries(at: now).map(\.entry) }
 
     /// Removes expired entries among the next `budget` slots (a bounded step of the kernel's gc worker).
     private mutating func collectExpired(now: Int64, budget: Int) {

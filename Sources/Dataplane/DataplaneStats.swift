@@ -98,6 +98,12 @@ public struct DataplaneStats: Sendable {
         return .drop
     }
 
+    /// Makes room for backends numbered after a cluster change.
+    mutating func growBackends(to count: Int) {
+        backendConnections += [Int](repeating: 0, count: max(0, count - backendConnections.count))
+        backendPackets += [Int](repeating: 0, count: max(0, count - backendPackets.count))
+    }
+
     mutating func recordConnection(backend: Int) { backendConnections[backend] += 1 }
     mutating func recordPacket(backend: Int) { backendPackets[backend] += 1 }
 }

@@ -16,33 +16,45 @@ public struct LoadBalancerConfiguration: Sendable {
     public init() {}
 }
 
-/// Global numbering of backends across service ports, for per-backend counters and conntrack tags.
+/// Stable numbers for backends (an endpoint of a frontend) across cluster changes, for per-backend counters
+/// and conntrack tags: a backend keeps its number for the whole run, whatever tables come and go.
 public struct BackendIndex: Sendable {
-    /// First global index of each service port's backends.
-    public let firstBackend: [Int]
-    public let count: Int
-
-    init(_ table: ServiceTable) {
-        var first: [Int] = []
-        var total = 0
-        for entry in table.entries {
-            first.append(total)
-            total += entry.backends.count
-        }
-        firstBackend = first
-        count = total
+    private struct Identity: Hashable {
+        var frontend: Frontend
+        var address: IPv4Address
+        var port: UInt16
     }
 
-    public func global(entry: Int, backend: Int) -> Int { firstBackend[entry] + backend }
+    private var numbers: [Identity: Int] = [:]
+    /// Numbers of the current table's backends, by entry and backend position.
+    private var current: [[Int]] = []
+    /// Backends numbered so far.
+    public var count: Int { numbers.count }
+
+    init(_ table: ServiceTable) { load(table) }
+
+    /// Numbers the backends of a new table, keeping the numbers of those seen before.
+    mutating func load(_ table: ServiceTable) {
+        current = table.entries.map { entry in
+            entry.backends.map { backend in
+                let identity = Identity(frontend: entry.frontend, address: backend.address, port: backend.port)
+                if let known = numbers[identity] { return known }
+                numbers[identity] = numbers.count
+                return numbers.count - 1
+            }
+        }
+    }
+
+    public func global(entry: Int, backend: Int) -> Int { current[entry][backend] }
 }
 
 /// The XDP-style Service program: frontend lookup, backend choice, conntrack, DNAT and reverse NAT.
 /// A pure function of the packet, its maps (service table, conntrack, selector state) and the packet's
 /// timestamp; everything it does not own passes unchanged.
 public struct ServiceLoadBalancer {
-    public let table: ServiceTable
+    public private(set) var table: ServiceTable
     public let linkType: LinkType
-    public let backendIndex: BackendIndex
+    public private(set) var backendIndex: BackendIndex
     public private(set) var conntrack: ConntrackTable
     public private(set) var stats: DataplaneStats
     /// Timestamp of the latest packet: the table's "now", never going back (like the kernel's jiffies) even
@@ -145,13 +157,11 @@ public struct ServiceLoadBalancer {
         }
         let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry)
             .map { entry.usableBackends[$0] }
-            ?? affinity.pinnedBackend(entry: entryIndex, client: flow.source, in: entry, now: clock)
+            ?? affinity.pinnedBackend(client: flow.source, in: entry, now: clock)
             ?? entry.usableBackends[selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count,
                                                     flow: flow, timestamp: context.timestamp)]
-        if entry.affinity != nil {
-            affinity.set(entry: entryIndex, client: flow.source, backend: backendPosition, now: clock)
-        }
         let backend = entry.backends[backendPosition]
+        if entry.affinity != nil { affinity.set(client: flow.source, backend: backend, on: entry, now: clock) }
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
         let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
@@ -184,6 +194,72 @@ public struct ServiceLoadBalancer {
                               port: entry.original.destinationPort)
             stats.translatedReply += 1
         }
+    }
+}
+
+/// What one cluster change did to the dataplane.
+public struct ClusterChange: Sendable, Encodable, Equatable {
+    /// One service port whose endpoints changed.
+    public struct Moved: Sendable, Encodable, Equatable {
+        public var servicePort: String
+        public var added: [String]
+        public var removed: [String]
+    }
+
+    /// Where the new state came from (the manifest path), set by whoever applies the change.
+    public var source = ""
+    /// Capture time of the change, nanoseconds since the Unix epoch.
+    public var time: Int64
+    public var moved: [Moved]
+    /// UDP conntrack entries deleted because their endpoint is gone (kube-proxy's stale UDP cleanup).
+    public var udpEntriesDeleted: Int
+    /// TCP connections whose endpoint is gone; they are left to fail, as on a node.
+    public var tcpEntriesOrphaned: Int
+}
+
+extension ServiceLoadBalancer {
+    /// Replaces the cluster state, as kube-proxy's next sync does: new connections see only the new
+    /// endpoints; connections in flight keep theirs; UDP entries whose endpoint is gone are deleted so the
+    /// next datagram picks a live one; TCP entries to a removed endpoint stay and fail as they would.
+    /// Round-robin positions start again.
+    public mutating func apply(_ newTable: ServiceTable) -> ClusterChange {
+        var moved: [ClusterChange.Moved] = []
+        var live = Set<String>()
+        func usable(_ entry: ServicePortEntry?) -> Set<String> {
+            Set(entry.map { entry in entry.usableBackends.map { entry.backends[$0].description } } ?? [])
+        }
+        for entry in newTable.entries {
+            let before = usable(table.entry(for: entry.frontend))
+            let after = usable(entry)
+            for backend in after { live.insert("\(entry.frontend)>\(backend)") }
+            if before != after {
+                moved.append(.init(servicePort: entry.name.description, added: after.subtracting(before).sorted(),
+                                   removed: before.subtracting(after).sorted()))
+            }
+        }
+        for entry in table.entries where newTable.entry(for: entry.frontend) == nil {
+            moved.append(.init(servicePort: entry.name.description, added: [], removed: usable(entry).sorted()))
+        }
+        var change = ClusterChange(time: clock, moved: moved, udpEntriesDeleted: 0, tcpEntriesOrphaned: 0)
+        for (slot, entry) in conntrack.liveEntries(at: clock) {
+            guard let protocolNumber = ServiceProtocol(number: entry.original.protocolNumber) else { continue }
+            let frontend = Frontend(address: entry.original.destination, port: entry.original.destinationPort,
+                                    serviceProtocol: protocolNumber)
+            let endpoint = "\(entry.reply.source):\(entry.reply.sourcePort)"
+            guard !live.contains("\(frontend)>\(endpoint)") else { continue }
+            if protocolNumber == .udp {
+                conntrack.remove(slot: slot)
+                change.udpEntriesDeleted += 1
+            } else {
+                change.tcpEntriesOrphaned += 1
+            }
+        }
+        table = newTable
+        backendIndex.load(newTable)
+        stats.growBackends(to: backendIndex.count)
+        selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
+                                   servicePorts: newTable.entries.count)
+        return change
     }
 }
 

@@ -18,6 +18,8 @@ public struct RewriteCounts: Sendable, Equatable {
     public var dropped = 0
     /// The run stopped early because `Interruption.requested` was set.
     public var interrupted = false
+    /// Cluster changes applied during the run, in order.
+    public var changes: [ClusterChange] = []
 
     public init(packetsRead: Int = 0, packetsWritten: Int = 0, generated: Int = 0, dropped: Int = 0,
                 interrupted: Bool = false)
@@ -27,6 +29,26 @@ public struct RewriteCounts: Sendable, Equatable {
         self.generated = generated
         self.dropped = dropped
         self.interrupted = interrupted
+    }
+}
+
+/// A new cluster state to apply at a capture time (`--apply TIME=FILE`).
+public struct ScheduledChange: Sendable {
+    /// When the change happens: nanoseconds since the Unix epoch, or after the capture's first packet.
+    public enum Time: Sendable {
+        case absolute(Int64)
+        case afterFirstPacket(Int64)
+    }
+
+    public var time: Time
+    public var table: ServiceTable
+    /// Where the state came from, for the report.
+    public var source: String
+
+    public init(time: Time, table: ServiceTable, source: String) {
+        self.time = time
+        self.table = table
+        self.source = source
     }
 }
 
@@ -42,10 +64,12 @@ public enum CaptureRewriter {
     /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
     /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
     /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
-    public static func run(reader: PcapReader, writer: PcapWriter?, program: inout ServiceLoadBalancer)
-        throws -> RewriteCounts
+    public static func run(reader: PcapReader, writer: PcapWriter?, program: inout ServiceLoadBalancer,
+                           changes: [ScheduledChange] = []) throws -> RewriteCounts
     {
         var counts = RewriteCounts()
+        var pending = changes[...]
+        var firstTimestamp: Int64?
         var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(reader.snapLength), 65536),
                                                             alignment: 16)
         let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
@@ -64,6 +88,19 @@ public enum CaptureRewriter {
                 throw PartialRewrite(error: error, counts: counts)
             }
             counts.packetsRead += 1
+            let start = firstTimestamp ?? frame.timestamp
+            if firstTimestamp == nil {
+                firstTimestamp = start
+                pending = pending.sorted {
+                    $0.time.nanoseconds(firstPacket: start) < $1.time.nanoseconds(firstPacket: start)
+                }[...]
+            }
+            while let next = pending.first, next.time.nanoseconds(firstPacket: start) <= frame.timestamp {
+                var change = program.apply(next.table)
+                change.source = next.source
+                counts.changes.append(change)
+                pending = pending.dropFirst()
+            }
             if frame.bytes.count > buffer.count {
                 buffer.deallocate()
                 buffer = .allocate(byteCount: frame.bytes.count, alignment: 16)
@@ -111,5 +148,15 @@ public enum CaptureRewriter {
             }
         }
         return observed
+    }
+}
+
+extension ScheduledChange.Time {
+    /// The time on the capture's clock, given the first packet's.
+    func nanoseconds(firstPacket: Int64) -> Int64 {
+        switch self {
+        case .absolute(let time): time
+        case .afterFirstPacket(let offset): firstPacket + offset
+        }
     }
 }

@@ -61,6 +61,8 @@ public struct RunSummary: Encodable, Sendable {
     public var services: [ServiceLine]
     /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only, SCTP).
     public var notLoadBalanced: [String]
+    /// Cluster changes applied during the run (`--apply`).
+    public var changes: [ClusterChange]
 
     public init(counts: RewriteCounts, program: ServiceLoadBalancer) {
         let stats = program.stats
@@ -82,6 +84,7 @@ public struct RunSummary: Encodable, Sendable {
         conntrackEntries = program.conntrack.entries(at: program.clock).count
         conntrackEarlyDrops = program.conntrack.earlyDrops
         notLoadBalanced = program.table.unservedPorts
+        changes = counts.changes
         services = program.table.entries.enumerated().map { position, entry in
             ServiceLine(service: entry.name.description, frontend: entry.frontend.description,
                         backends: entry.backends.enumerated().map { backendPosition, backend in
@@ -125,6 +128,16 @@ public struct RunSummary: Encodable, Sendable {
             }
         }
         for port in notLoadBalanced { lines.append("service \(port)") }
+        for change in changes {
+            let fraction = String(change.time % 1_000_000_000 + 1_000_000_000).dropFirst()
+            let seconds = "\(change.time / 1_000_000_000).\(fraction)"
+            lines.append("change at \(seconds) from \(change.source): \(change.udpEntriesDeleted) UDP entries deleted, "
+                + "\(change.tcpEntriesOrphaned) TCP connections left on removed endpoints")
+            for moved in change.moved {
+                let endpoints = moved.removed.map { "-\($0)" } + moved.added.map { "+\($0)" }
+                lines.append("  \(moved.servicePort): \(endpoints.joined(separator: " "))")
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -12,6 +12,10 @@ struct ManifestOptions: ParsableArguments {
         valueName: "file|dir"))
     var manifests: [String] = []
 
+    init() {}
+
+    init(paths: [String]) { manifests = paths }
+
     func validate() throws {
         if manifests.isEmpty { throw ValidationError("Missing -f: at least one manifest file or directory.") }
     }
@@ -40,6 +44,12 @@ struct ProgramOptions: ParsableArguments {
             + "backend is usable; --lb decides the connections the capture does not answer. A capture read from a "
             + "pipe is read once, so it is not followed."))
     var followCapture = true
+
+    @Option(name: .customLong("apply"), help: ArgumentHelp(
+        "At capture time TIME (seconds since the Unix epoch, or +SECONDS after the first packet) the cluster "
+            + "becomes the manifests in FILE, as a rolling update changes endpoints. Repeatable.",
+        valueName: "TIME=FILE"))
+    var changes: [String] = []
 
     @Option(help: "Seed of the random choice; the same seed and input give the same output.")
     var seed: UInt64 = 0
@@ -70,6 +80,32 @@ struct ProgramOptions: ParsableArguments {
             throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
         }
         if let nodeIP, IPv4Address(nodeIP) == nil { throw ValidationError("--node-ip: not an IPv4 address.") }
+        for change in changes where Self.parseChange(change) == nil {
+            throw ValidationError("--apply \(change): expected TIME=FILE, TIME in seconds (or +SECONDS).")
+        }
+    }
+
+    /// `TIME=FILE` with TIME seconds since the epoch or `+SECONDS` after the first packet.
+    static func parseChange(_ text: String) -> (time: ScheduledChange.Time, path: String)? {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
+        let timeText = text[..<equals]
+        let path = String(text[text.index(after: equals)...])
+        let relative = timeText.hasPrefix("+")
+        guard !path.isEmpty, let seconds = Double(relative ? timeText.dropFirst() : timeText), seconds >= 0,
+              seconds < Double(1 << 32) else { return nil }
+        let nanoseconds = Int64((seconds * 1e9).rounded())
+        return (relative ? .afterFirstPacket(nanoseconds) : .absolute(nanoseconds), path)
+    }
+
+    /// The `--apply` changes, each state loaded and compiled now, so that a bad file fails before any packet.
+    func scheduledChanges() throws(CommandFailure) -> [ScheduledChange] {
+        var scheduled: [ScheduledChange] = []
+        for change in changes {
+            guard let (time, path) = Self.parseChange(change) else { continue }
+            let table = try ManifestOptions(paths: [path]).serviceTable()
+            scheduled.append(ScheduledChange(time: time, table: table, source: path))
+        }
+        return scheduled
     }
 
     var configuration: LoadBalancerConfiguration {

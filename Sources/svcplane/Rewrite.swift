@@ -105,9 +105,11 @@ struct ConntrackCommand: ParsableCommand {
 final class CaptureRun {
     let reader: PcapReader
     var loadBalancer: ServiceLoadBalancer
+    let changes: [ScheduledChange]
 
     init(input: String, program: ProgramOptions) throws {
         let table = try program.cluster.serviceTable()
+        changes = try program.scheduledChanges()
         let configuration = program.configuration
         do {
             reader = try PcapReader(path: input)
@@ -122,7 +124,7 @@ final class CaptureRun {
 
     func run(writer: PcapWriter?, quiet: Bool) throws -> RewriteCounts {
         do {
-            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer)
+            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes)
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.path))" } ?? ""

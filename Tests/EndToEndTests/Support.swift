@@ -102,10 +102,13 @@ struct PacketFacts: Hashable, CustomStringConvertible {
 }
 
 /// A capture's IPv4 packets, decoded to facts (ARP and everything undecodable left out).
-func packetFacts(_ path: String) throws -> [PacketFacts] {
+func packetFacts(_ path: String) throws -> [PacketFacts] { try packetFactsWithTimes(path).map(\.fact) }
+
+/// A capture's IPv4 packets with their timestamps.
+func packetFactsWithTimes(_ path: String) throws -> [(fact: PacketFacts, time: Int64)] {
     let reader = try PcapReader(path: path)
     let linkType = LinkType(dlt: reader.datalink)
-    var facts: [PacketFacts] = []
+    var facts: [(fact: PacketFacts, time: Int64)] = []
     while let frame = try reader.next() {
         var bytes = Array(frame.bytes)
         let fact: PacketFacts? = bytes.withUnsafeMutableBytes { data in
@@ -132,7 +135,7 @@ func packetFacts(_ path: String) throws -> [PacketFacts] {
             }
             return fact
         }
-        if let fact { facts.append(fact) }
+        if let fact { facts.append((fact, frame.timestamp)) }
     }
     return facts
 }
