@@ -13,15 +13,13 @@ public func fuzzCaptureMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMut
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCapture(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else { return 0 }
+    precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)),
+                 "cannot write \(path): the target would test nothing")
     defer { unlink(path) }
     guard let reader = try? PcapReader(path: path) else { return 0 }
-    var frames = 0
     while true {
         guard let frame = try? reader.next() else { break }
         precondition(frame.bytes.count <= max(Int(reader.snapLength), 262_144))
-        frames += 1
     }
-    precondition(frames <= reader.packetsRead, "a frame was handed out without being counted")
     return 0
 }

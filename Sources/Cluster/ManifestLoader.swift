@@ -91,8 +91,8 @@ public enum ManifestLoader {
             manifests.endpointSlices.append(try decode(node, origin: origin))
         case "Pod":
             manifests.pods.append(try decode(node, origin: origin))
-        case _ where ignorableKinds.contains(kind):
-            manifests.ignored += 1
+        case _ where ignorableKinds.contains(kind) || (node["apiVersion"]?.string ?? "v1").contains("/"):
+            manifests.ignored += 1  // a workload, config or custom resource: not part of the dataplane
         default:
             throw ManifestError(origin: origin, field: "kind",
                                 message: "unknown kind \"\(kind)\" (svcplane reads Service, Endpoints, "
@@ -100,8 +100,10 @@ public enum ManifestLoader {
         }
     }
 
-    /// Built-in Kubernetes kinds that may sit beside Services in a manifest directory and do not change the
-    /// dataplane; any other kind is a mistake worth reporting (a typo such as `Servce` would otherwise vanish).
+    /// Core (`apiVersion: v1`) kinds that may sit beside Services in a manifest directory and do not change the
+    /// dataplane, and grouped ones listed for clarity (every kind of a group API, `apps/v1`, a custom
+    /// resource..., is skipped). Any other core kind is a mistake worth reporting: a typo such as `Servce`
+    /// would otherwise vanish.
     static let ignorableKinds: Set<String> = [
         "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
         "ReplicationController", "ConfigMap", "Secret", "ServiceAccount", "PersistentVolume",

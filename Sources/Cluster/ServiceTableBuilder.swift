@@ -13,6 +13,7 @@ public enum ServiceTableBuilder {
         var entries: [ServicePortEntry] = []
         var unserved: [String] = []
         var addressOwners: [IPv4Address: String] = [:]
+        var loadedServices = Set<String>()
         var frontends = Set<Frontend>()
         try checkEndpointOwners(manifests)
         for located in manifests.services {
@@ -20,8 +21,11 @@ public enum ServiceTableBuilder {
             let namespace = service.metadata.namespace ?? "default"
             let spec = service.spec
             let ports = spec.ports ?? []
-            for (index, port) in ports.enumerated() {
-                try validate(port, field: "spec.ports[\(index)]", origin: located.origin)
+            try validate(ports, origin: located.origin)
+            let serviceName = "\(namespace)/\(service.metadata.name)"
+            guard loadedServices.insert(serviceName).inserted else {
+                throw ManifestError(origin: located.origin, field: "metadata.name",
+                                    message: "Service \(serviceName) is defined twice")
             }
             let affinity = try sessionAffinity(of: spec, origin: located.origin)
             guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
@@ -32,8 +36,7 @@ public enum ServiceTableBuilder {
                 }
                 continue
             }
-            let serviceName = "\(namespace)/\(service.metadata.name)"
-            if let owner = addressOwners[clusterIP], owner != serviceName {
+            if let owner = addressOwners[clusterIP] {
                 throw ManifestError(origin: located.origin, field: "spec.clusterIP",
                                     message: "\(clusterIP) is already the ClusterIP of \(owner)")
             }
@@ -60,7 +63,8 @@ public enum ServiceTableBuilder {
         return ServiceTable(entries: entries, unservedPorts: unserved)
     }
 
-    /// Endpoints and EndpointSlices must belong to a loaded Service.
+    /// Endpoints and EndpointSlices must belong to a loaded Service (slices without the service-name label
+    /// belong to no Service, and kube-proxy ignores them).
     private static func checkEndpointOwners(_ manifests: ClusterManifests) throws(ManifestError) {
         let services = Set(manifests.services.map { located in
             "\(located.object.metadata.namespace ?? "default")/\(located.object.metadata.name)"
@@ -74,10 +78,7 @@ public enum ServiceTableBuilder {
         }
         for located in manifests.endpointSlices {
             let meta = located.object.metadata
-            guard let owner = meta.labels?["kubernetes.io/service-name"] else {
-                throw ManifestError(origin: located.origin, field: "metadata.labels",
-                                    message: "EndpointSlice without the kubernetes.io/service-name label")
-            }
+            guard let owner = meta.labels?["kubernetes.io/service-name"] else { continue }  // kube-proxy ignores it
             let name = "\(meta.namespace ?? "default")/\(owner)"
             guard services.contains(name) else {
                 throw ManifestError(origin: located.origin, field: "metadata.labels",
@@ -90,6 +91,24 @@ public enum ServiceTableBuilder {
     static func usable(_ backends: [Backend]) -> [Int] {
         let ready = backends.indices.filter { backends[$0].ready }
         return ready.isEmpty ? backends.indices.filter { backends[$0].serving && backends[$0].terminating } : ready
+    }
+
+    /// The API server's rules for a Service's ports: each valid, and named (uniquely) when there are several.
+    private static func validate(_ ports: [ServiceObject.Port], origin: String) throws(ManifestError) {
+        var names = Set<String>()
+        for (index, port) in ports.enumerated() {
+            let field = "spec.ports[\(index)]"
+            try validate(port, field: field, origin: origin)
+            if ports.count > 1 {
+                guard let name = port.name, !name.isEmpty else {
+                    throw ManifestError(origin: origin, field: "\(field).name", message: "required when a Service has "
+                        + "more than one port")
+                }
+                guard names.insert(name).inserted else {
+                    throw ManifestError(origin: origin, field: "\(field).name", message: "\"\(name)\" is used twice")
+                }
+            }
+        }
     }
 
     private static func validate(_ port: ServiceObject.Port, field: String, origin: String) throws(ManifestError) {
@@ -195,9 +214,7 @@ struct EndpointFinder {
     {
         (object.subsets ?? []).flatMap { subset -> [Backend] in
             let ports = subset.ports ?? []
-            let match = ports.count == 1 && port.name == nil
-                ? ports.first
-                : ports.first { ($0.name ?? "") == (port.name ?? "") }
+            let match = ports.first { ($0.name ?? "") == (port.name ?? "") }
             guard let match, (match.protocol ?? "TCP") == serviceProtocol.rawValue,
                   let portNumber = UInt16(exactly: match.port) else { return [] }
             func backend(_ address: EndpointsObject.Address, ready: Bool) -> Backend? {

@@ -31,9 +31,10 @@ public struct ObservedBackends: Sendable {
     /// Connections whose backend came from the capture.
     public private(set) var decided = 0
 
-    public init(table: ServiceTable, udpTimeoutSeconds: Int64) {
+    /// Observes replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
+    public init(tables: [ServiceTable], udpTimeoutSeconds: Int64) {
         var endpoints = Set<Endpoint>()
-        for entry in table.entries {
+        for entry in tables.flatMap(\.entries) {
             for backend in entry.backends {
                 endpoints.insert(Endpoint(address: backend.address, port: backend.port,
                                           protocolNumber: entry.frontend.serviceProtocol.number))

@@ -161,7 +161,6 @@ public struct ServiceLoadBalancer {
             ?? entry.usableBackends[selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count,
                                                     flow: flow, timestamp: context.timestamp)]
         let backend = entry.backends[backendPosition]
-        if entry.affinity != nil { affinity.set(client: flow.source, backend: backend, on: entry, now: clock) }
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
         let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
@@ -171,6 +170,7 @@ public struct ServiceLoadBalancer {
         case .failure(.full): return stats.recordDrop(.tableFull)
         case .failure(.clash): return stats.recordDrop(.insertFailed)
         }
+        if entry.affinity != nil { affinity.set(client: flow.source, backend: backend, on: entry, now: clock) }
         _ = track(slot: slot, direction: .original, segment: segment)  // a SYN or an ACK: always accepted
         stats.newConnections += 1
         stats.recordConnection(backend: global)

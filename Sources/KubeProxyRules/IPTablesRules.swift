@@ -1,4 +1,5 @@
 import Cluster
+import Foundation
 
 /// Options of kube-proxy that change the rules it writes.
 public struct KubeProxyOptions: Sendable {
@@ -31,6 +32,8 @@ public enum IPTablesRules {
                 + (options.randomFully ? " --random-fully" : ""),
             "-A KUBE-MARK-MASQ -j MARK --or-mark \(mark)",
         ]
+        // kube-proxy's "large cluster mode": past 1000 endpoints it leaves the comments off endpoint rules.
+        let endpointComments = table.entries.reduce(0) { $0 + $1.usableBackends.count } <= 1000
         for entry in table.entries {
             let name = entry.name.description
             let proto = entry.frontend.serviceProtocol.lowercaseName
@@ -51,8 +54,10 @@ public enum IPTablesRules {
                 natRules.append("-A \(serviceChain) \(clusterIPComment) \(match) ! -s \(cidr) -j KUBE-MARK-MASQ")
             }
             func toEndpoint(_ index: Int) -> String {
-                "-A \(serviceChain) -m comment --comment \"\(name) -> \(endpoints[index])\""
+                let comment = " -m comment --comment \"\(name) -> \(endpoints[index])\""
+                return "-A \(serviceChain)" + (endpointComments ? comment : "")
             }
+            let sepComment = endpointComments ? " -m comment --comment \(name)" : ""
             if let affinity = entry.affinity {
                 for (index, chain) in endpointChains.enumerated() {
                     natRules.append("\(toEndpoint(index)) -m recent --name \(chain) --rcheck --seconds "
@@ -66,9 +71,9 @@ public enum IPTablesRules {
                 natRules.append("\(toEndpoint(index))\(statistic) -j \(chain)")
             }
             for (endpoint, chain) in zip(endpoints, endpointChains) {
-                natRules.append("-A \(chain) -m comment --comment \(name) -s \(endpoint.address) -j KUBE-MARK-MASQ")
+                natRules.append("-A \(chain)\(sepComment) -s \(endpoint.address) -j KUBE-MARK-MASQ")
                 let recent = entry.affinity == nil ? "" : " -m recent --name \(chain) --set"
-                natRules.append("-A \(chain) -m comment --comment \(name)\(recent) -m \(proto) -p \(proto) -j DNAT "
+                natRules.append("-A \(chain)\(sepComment)\(recent) -m \(proto) -p \(proto) -j DNAT "
                     + "--to-destination \(endpoint)")
             }
         }
@@ -89,13 +94,8 @@ public enum IPTablesRules {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// `fmt.Sprintf("%0.10f", 1.0/float64(n))`.
-    static func probability(_ remaining: Int) -> String {
-        let scaled = (10_000_000_000 + remaining / 2) / remaining  // 1/n rounded to 10 decimals
-        let text = String(scaled)
-        let padded = String(repeating: "0", count: max(0, 11 - text.count)) + text
-        return "\(padded.dropLast(10)).\(padded.suffix(10))"
-    }
+    /// `fmt.Sprintf("%0.10f", 1.0/float64(n))`: the same correctly rounded decimal of the same double.
+    static func probability(_ remaining: Int) -> String { String(format: "%.10f", 1.0 / Double(remaining)) }
 
     /// Go's `%#08x` of the mark: `0x00004000` for bit 14.
     static func markText(_ bit: Int) -> String {

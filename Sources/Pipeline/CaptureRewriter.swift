@@ -130,14 +130,14 @@ public enum CaptureRewriter {
 
     /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`).
     /// A damaged record ends the observation quietly: the rewrite pass reports it, after writing what precedes it.
-    public static func observeBackends(path: String, table: ServiceTable, udpTimeoutSeconds: Int64)
+    public static func observeBackends(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64)
         throws(CaptureError) -> ObservedBackends
     {
         let reader = try PcapReader(path: path)
         let linkType = LinkType(dlt: reader.datalink)
-        var observed = ObservedBackends(table: table, udpTimeoutSeconds: udpTimeoutSeconds)
+        var observed = ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
         var buffer = [UInt8](repeating: 0, count: 256)
-        while true {
+        while !Interruption.requested.load(ordering: .relaxed) {
             guard let frame = try? reader.next() else { break }
             // Only headers are read: a copy of the first bytes is enough and keeps the capture's data const.
             let count = min(frame.bytes.count, buffer.count)

@@ -34,8 +34,16 @@ struct Rewrite: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if FileIdentity(path: input) != nil, FileIdentity(path: input) == FileIdentity(path: output) {
-            throw ValidationError("-w names the input capture; svcplane will not overwrite its input.")
+        let inputs = ([input] + program.cluster.manifests).compactMap { FileIdentity(path: $0) }
+        for (flag, path) in [("-w", output), ("--stats", stats), ("--conntrack-dump", conntrackDump)] {
+            guard let path, path != "-", let identity = FileIdentity(path: path), identity.isRegularFile else { continue }
+            if inputs.contains(identity) {
+                throw ValidationError("\(flag) names an input file; svcplane will not overwrite its input.")
+            }
+        }
+        let outputs = [output, stats, conntrackDump].compactMap { $0 }.filter { $0 != "-" }
+        if Set(outputs.map { URL(fileURLWithPath: $0).standardizedFileURL.path }).count != outputs.count {
+            throw ValidationError("-w, --stats and --conntrack-dump must name different files.")
         }
     }
 
@@ -65,6 +73,7 @@ struct Rewrite: ParsableCommand {
 /// SIGINT and SIGTERM stop a rewrite between packets, so that what was written is flushed.
 enum InterruptSignals {
     static func install() {
+        Interruption.requested.store(false, ordering: .relaxed)  // initialised here, never inside the handler
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in Interruption.requested.store(true, ordering: .relaxed) }
         sigemptyset(&action.sa_mask)
@@ -114,7 +123,7 @@ final class CaptureRun {
         do {
             reader = try PcapReader(path: input)
             let observed = program.followCapture && FileIdentity(path: input)?.isRegularFile == true
-                ? try CaptureRewriter.observeBackends(path: input, table: table,
+                ? try CaptureRewriter.observeBackends(path: input, tables: [table] + changes.map(\.table),
                                                       udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil
             loadBalancer = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),

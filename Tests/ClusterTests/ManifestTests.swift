@@ -174,8 +174,15 @@ struct ManifestTests {
         ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\n"
             + "kind: Service\nmetadata: {name: b}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}",
          "test.yaml: document 2: spec.clusterIP: 10.96.0.1 is already the ClusterIP of default/a"),
-        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}, {port: 80}]}",
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{name: x, port: 80}, {name: y, port: 80}]}",
          "test.yaml: document 1: spec.ports: 10.96.0.1:80/tcp is listed twice"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}, {port: 81}]}",
+         "test.yaml: document 1: spec.ports[0].name: required when a Service has more than one port"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {ports: [{name: x, port: 80}, {name: x, port: 81}]}",
+         "test.yaml: document 1: spec.ports[1].name: \"x\" is used twice"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1}\n---\n"
+            + "kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.2}",
+         "test.yaml: document 2: metadata.name: Service default/a is defined twice"),
         ("kind: Servce\nmetadata: {name: a}",
          "test.yaml: document 1: kind: unknown kind \"Servce\" (svcplane reads Service, Endpoints, EndpointSlice, "
             + "Pod and List)"),

@@ -9,7 +9,7 @@ struct ObservedBackendsTests {
     /// A program that has seen `replies` in a pre-pass (each a pod answering a client port at a time).
     func harness(replies: [(pod: String, clientPort: UInt16, time: Int64)]) throws -> Harness {
         var harness = try Harness(seed: 99)
-        var observed = ObservedBackends(table: harness.program.table, udpTimeoutSeconds: 30)
+        var observed = ObservedBackends(tables: [harness.program.table], udpTimeoutSeconds: 30)
         for reply in replies {
             var synAck = PacketBuilder(source: reply.pod, destination: "10.0.1.2", sourcePort: 9376,
                                        destinationPort: reply.clientPort)

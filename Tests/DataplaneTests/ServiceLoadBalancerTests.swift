@@ -315,4 +315,20 @@ struct ServiceLoadBalancerTests {
         harness.now += 11_000_000_000
         #expect(harness.run(client(41200).ethernetFrame()).1[14 + 18] == 3, "after the timeout the pin is gone")
     }
+
+    @Test("each endpoint remembers at most 100 clients, as xt_recent's ip_list_tot: the oldest is forgotten")
+    func affinityListBound() throws {
+        let pinned = manifest.replacingOccurrences(
+            of: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]}",
+            with: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}], "
+                + "sessionAffinity: ClientIP}")
+        var harness = try Harness(mode: .roundRobin, manifest: pinned)
+        #expect(harness.run(client(42000).ethernetFrame()).1[14 + 18] == 1)
+        for n in 0..<300 {  // round-robin gives pod 1 another 100 clients
+            var other = client(42001)
+            other.source = IPv4Address(0x0A01_0000 + UInt32(n))
+            _ = harness.run(other.ethernetFrame())
+        }
+        #expect(harness.run(client(42002).ethernetFrame()).1[14 + 18] == 2, "10.0.1.2 was evicted from pod 1's list")
+    }
 }

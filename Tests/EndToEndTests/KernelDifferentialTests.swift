@@ -83,10 +83,17 @@ enum LiveKernel {
     static let missing: [String] = ["ip", "iptables", "conntrack", "tcpdump", "ethtool", "python3", "curl",
                                     "mergecap"].filter { which($0) == nil }
 
-    static var available: Bool { getuid() == 0 && missing.isEmpty }
+    /// Root, the tools, and a network namespace can really be made (a container may refuse it).
+    static let available: Bool = getuid() == 0 && missing.isEmpty && canCreateNamespace
+
+    private static var canCreateNamespace: Bool {
+        guard let unshare = which("unshare") else { return false }
+        return (try? runProcess(unshare, ["--net", "true"]).status) == 0
+    }
 
     static var reason: Comment {
-        getuid() != 0 ? "SKIPPED: the live kernel comparison needs root (network namespaces)"
-            : "SKIPPED: the live kernel comparison needs \(missing.joined(separator: ", "))"
+        getuid() != 0 ? "SKIPPED: the live kernel tests need root (network namespaces)"
+            : !missing.isEmpty ? "SKIPPED: the live kernel tests need \(missing.joined(separator: ", "))"
+            : "SKIPPED: this machine refuses to create a network namespace"
     }
 }

@@ -170,7 +170,12 @@ struct InterruptionTests {
         let feed = try #require(FileHandle(forWritingAtPath: fifo))  // opens once svcplane reads
         let capture = try Data(contentsOf: URL(fileURLWithPath: Repository.capture("single-pod")))
         feed.write(capture.prefix(capture.count - 10))  // all but the end of the last record: svcplane waits
-        Thread.sleep(forTimeInterval: 1)
+        var unread: Int32 = 1
+        for _ in 0..<600 where unread > 0 {  // until svcplane has taken everything from the pipe (at most 60 s)
+            _ = ioctl(feed.fileDescriptor, UInt(FIONREAD), &unread)
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        Thread.sleep(forTimeInterval: 0.3)
         process.interrupt()
         process.waitUntilExit()
         try feed.close()
