@@ -9,11 +9,13 @@ import PacketWire
 let manifest = """
     kind: Service
     metadata: {name: web}
-    spec: {clusterIP: 10.96.0.1, ports: [{port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]}
+    spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]}
     ---
     kind: Endpoints
     metadata: {name: web}
-    subsets: [{addresses: [{ip: 10.244.1.1}, {ip: 10.244.2.2}], ports: [{port: 8080}, {name: dns, port: 53, protocol: UDP}]}]
+    subsets:
+    - addresses: [{ip: 10.244.1.1}, {ip: 10.244.2.2}]
+      ports: [{name: http, port: 8080}, {name: dns, port: 53, protocol: UDP}]
     ---
     kind: Service
     metadata: {name: empty}

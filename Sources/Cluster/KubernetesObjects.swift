@@ -7,6 +7,12 @@ public struct ObjectMeta: Decodable, Sendable {
     public var namespace: String?
     public var labels: [String: String]?
     public var deletionTimestamp: String?
+
+    /// The namespace, `default` when the manifest leaves it out (as kubectl apply does).
+    public var effectiveNamespace: String { namespace ?? "default" }
+
+    /// `namespace/name`, or `namespace/other` for an object named `other` in the same namespace.
+    public func qualified(_ other: String? = nil) -> String { "\(effectiveNamespace)/\(other ?? name)" }
 }
 
 /// A port number or a port name (`targetPort`, `port` in probes).

@@ -18,11 +18,11 @@ public enum ServiceTableBuilder {
         try checkEndpointOwners(manifests)
         for located in manifests.services {
             let service = located.object
-            let namespace = service.metadata.namespace ?? "default"
+            let namespace = service.metadata.effectiveNamespace
             let spec = service.spec
             let ports = spec.ports ?? []
             try validate(ports, origin: located.origin)
-            let serviceName = "\(namespace)/\(service.metadata.name)"
+            let serviceName = service.metadata.qualified()
             guard loadedServices.insert(serviceName).inserted else {
                 throw ManifestError(origin: located.origin, field: "metadata.name",
                                     message: "Service \(serviceName) is defined twice")
@@ -32,7 +32,7 @@ public enum ServiceTableBuilder {
                 let kind = spec.type == "ExternalName" ? "ExternalName"
                     : spec.clusterIP == "None" ? "headless" : "no IPv4 ClusterIP"
                 unserved += ports.map {
-                    "\(namespace)/\(service.metadata.name) port \($0.port) (\(kind): not load balanced)"
+                    "\(serviceName) port \($0.port) (\(kind): not load balanced)"
                 }
                 continue
             }
@@ -66,11 +66,9 @@ public enum ServiceTableBuilder {
     /// Endpoints and EndpointSlices must belong to a loaded Service (slices without the service-name label
     /// belong to no Service, and kube-proxy ignores them).
     private static func checkEndpointOwners(_ manifests: ClusterManifests) throws(ManifestError) {
-        let services = Set(manifests.services.map { located in
-            "\(located.object.metadata.namespace ?? "default")/\(located.object.metadata.name)"
-        })
+        let services = Set(manifests.services.map { $0.object.metadata.qualified() })
         for located in manifests.endpoints {
-            let name = "\(located.object.metadata.namespace ?? "default")/\(located.object.metadata.name)"
+            let name = located.object.metadata.qualified()
             guard services.contains(name) else {
                 throw ManifestError(origin: located.origin, field: "metadata.name",
                                     message: "Endpoints for \(name), which is not a loaded Service")
@@ -79,7 +77,7 @@ public enum ServiceTableBuilder {
         for located in manifests.endpointSlices {
             let meta = located.object.metadata
             guard let owner = meta.labels?["kubernetes.io/service-name"] else { continue }  // kube-proxy ignores it
-            let name = "\(meta.namespace ?? "default")/\(owner)"
+            let name = meta.qualified(owner)
             guard services.contains(name) else {
                 throw ManifestError(origin: located.origin, field: "metadata.labels",
                                     message: "EndpointSlice for \(name), which is not a loaded Service")
@@ -162,7 +160,7 @@ struct EndpointFinder {
 
     init(manifests: ClusterManifests, namespace: String, service: ServiceObject) {
         let name = service.metadata.name
-        func inNamespace(_ meta: ObjectMeta) -> Bool { (meta.namespace ?? "default") == namespace }
+        func inNamespace(_ meta: ObjectMeta) -> Bool { meta.effectiveNamespace == namespace }
         self.service = service
         slices = manifests.endpointSlices.map(\.object).filter {
             inNamespace($0.metadata) && $0.metadata.labels?["kubernetes.io/service-name"] == name

@@ -61,6 +61,12 @@ struct Harness {
     }
 }
 
+/// `manifest` with ClientIP affinity on the web Service, and `extra` spec fields after it.
+func affinityManifest(_ extra: String = "") -> String {
+    let web = "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]"
+    return manifest.replacingOccurrences(of: web + "}", with: web + ", sessionAffinity: ClientIP\(extra)}")
+}
+
 func client(_ port: UInt16, to address: String = "10.96.148.206", _ destinationPort: UInt16 = 80,
             _ protocolNumber: UInt8 = IPProtocol.tcp) -> PacketBuilder
 {
@@ -298,11 +304,8 @@ struct ServiceLoadBalancerTests {
 
     @Test("ClientIP affinity pins a client's new connections to one pod until the timeout passes")
     func sessionAffinity() throws {
-        let pinned = manifest.replacingOccurrences(
-            of: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]}",
-            with: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}], "
-                + "sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 10}}}")
-        var harness = try Harness(mode: .roundRobin, manifest: pinned)
+        var harness = try Harness(mode: .roundRobin, manifest: affinityManifest(", sessionAffinityConfig: "
+            + "{clientIP: {timeoutSeconds: 10}}"))
         var pods: [UInt8] = []
         for port in UInt16(41000)..<41006 {
             harness.now += 1_000_000_000
@@ -318,11 +321,7 @@ struct ServiceLoadBalancerTests {
 
     @Test("each endpoint remembers at most 100 clients, as xt_recent's ip_list_tot: the oldest is forgotten")
     func affinityListBound() throws {
-        let pinned = manifest.replacingOccurrences(
-            of: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]}",
-            with: "spec: {clusterIP: 10.96.148.206, selector: {app: web}, ports: [{port: 80, targetPort: 9376}], "
-                + "sessionAffinity: ClientIP}")
-        var harness = try Harness(mode: .roundRobin, manifest: pinned)
+        var harness = try Harness(mode: .roundRobin, manifest: affinityManifest())
         #expect(harness.run(client(42000).ethernetFrame()).1[14 + 18] == 1)
         for n in 0..<300 {  // round-robin gives pod 1 another 100 clients
             var other = client(42001)
