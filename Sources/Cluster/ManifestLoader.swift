@@ -7,8 +7,6 @@ public struct ClusterManifests: Sendable {
     public var endpoints: [Located<EndpointsObject>] = []
     public var endpointSlices: [Located<EndpointSliceObject>] = []
     public var pods: [Located<PodObject>] = []
-    /// Objects of Kubernetes kinds that do not affect the Service dataplane (Deployments, ConfigMaps, ...).
-    public var ignored = 0
 
     public init() {}
 }
@@ -92,7 +90,7 @@ public enum ManifestLoader {
         case "Pod":
             manifests.pods.append(try decode(node, origin: origin))
         case _ where ignorableKinds.contains(kind) || (node["apiVersion"]?.string ?? "v1").contains("/"):
-            manifests.ignored += 1  // a workload, config or custom resource: not part of the dataplane
+            break  // a workload, config or custom resource: not part of the dataplane
         default:
             throw ManifestError(origin: origin, field: "kind",
                                 message: "unknown kind \"\(kind)\" (svcplane reads Service, Endpoints, "

@@ -5,8 +5,8 @@ import Crypto
 /// SHA-256 of `servicePortName + protocol` (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-) or
 /// `servicePortName + protocol + "ip:port"` (KUBE-SEP-), protocol in lower case.
 public enum ChainNames {
-    public static func service(_ entry: ServicePortEntry, prefix: String = "KUBE-SVC-") -> String {
-        prefix + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
+    public static func service(_ entry: ServicePortEntry) -> String {
+        "KUBE-SVC-" + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
     }
 
     public static func endpoint(_ entry: ServicePortEntry, _ backend: Backend) -> String {
