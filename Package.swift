@@ -24,10 +24,11 @@ let package = Package(
         .target(name: "Conntrack", dependencies: ["PacketWire"]),
         .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),
         .target(name: "Pipeline", dependencies: ["Dataplane", "PacketIO"]),
+        .target(name: "Node", dependencies: ["Pipeline"]),
         .target(name: "KubeProxyRules", dependencies: ["Cluster", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "svcplane",
-            dependencies: ["Pipeline", "KubeProxyRules",
+            dependencies: ["Pipeline", "Node", "KubeProxyRules",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["PacketWire"], path: "Tests/Support"),
@@ -37,6 +38,7 @@ let package = Package(
         .testTarget(name: "ConntrackTests", dependencies: ["Conntrack", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "TestSupport"]),
         .testTarget(name: "KubeProxyRulesTests", dependencies: ["KubeProxyRules"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Pipeline", "TestSupport", "svcplane"]),
     ],

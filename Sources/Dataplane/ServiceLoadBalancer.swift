@@ -149,8 +149,8 @@ public struct ServiceLoadBalancer {
         let entry = table.entries[entryIndex]
         guard !entry.usableBackends.isEmpty else {
             stats.rejected += 1
-            context.generatedLength = RejectReply.portUnreachable(
-                to: context.data, link: link, linkType: linkType, ip: ip,
+            context.generatedLength = ICMPErrorReply.write(
+                .portUnreachable, about: context.data, link: link, linkType: linkType, ip: ip,
                 from: configuration.nodeAddress ?? flow.destination, into: context.generated)
             stats.record(.tx)
             return .tx

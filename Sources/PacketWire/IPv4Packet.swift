@@ -62,6 +62,14 @@ public struct IPv4Packet {
     /// Payload length according to the header (may exceed the captured bytes).
     public var payloadLength: Int { totalLength - headerLength }
 
+    /// Lowers the TTL by one and updates the header checksum incrementally, as a router forwarding the packet
+    /// does (the kernel's `ip_decrease_ttl`). The caller checked that the TTL is above 1.
+    public func decrementTimeToLive() {
+        let old = frame.u16(offset + 8)
+        frame.setU16(offset + 8, old &- 0x0100)
+        frame.setU16(offset + 10, InternetChecksum.update(headerChecksum, old: old, new: old &- 0x0100))
+    }
+
     /// Writes an address field and updates the header checksum incrementally.
     private func replaceAddress(at fieldOffset: Int, with address: IPv4Address) {
         let old = frame.u32(fieldOffset)

@@ -87,10 +87,22 @@ public struct LinkHeader: Equatable, Sendable {
 /// Ethernet II header view: destination and source MAC at fixed offsets.
 public struct EthernetFrame {
     public let frame: UnsafeMutableRawBufferPointer
+    /// Length of an untagged Ethernet II header.
+    public static let headerLength = 14
 
     public init(frame: UnsafeMutableRawBufferPointer) throws(WireError) {
-        guard frame.count >= 14 else { throw .truncatedLinkHeader }
+        guard frame.count >= Self.headerLength else { throw .truncatedLinkHeader }
         self.frame = frame
+    }
+
+    public var destination: MACAddress {
+        get { MACAddress(frame, offset: 0) }
+        nonmutating set { newValue.write(to: frame, offset: 0) }
+    }
+
+    public var source: MACAddress {
+        get { MACAddress(frame, offset: 6) }
+        nonmutating set { newValue.write(to: frame, offset: 6) }
     }
 
     /// Exchanges source and destination MAC, turning a received frame's header into a reply's.
@@ -101,19 +113,57 @@ public struct EthernetFrame {
             frame[index + 6] = byte
         }
     }
+
+    /// Writes an untagged header at the start of `frame` (which must hold 14 bytes).
+    public static func writeHeader(into frame: UnsafeMutableRawBufferPointer, destination: MACAddress,
+                                   source: MACAddress, etherType: UInt16)
+    {
+        destination.write(to: frame, offset: 0)
+        source.write(to: frame, offset: 6)
+        frame.setU16(12, etherType)
+    }
 }
 
-/// ARP packet view (Ethernet/IPv4 ARP only), decode only.
+/// ARP packet view (Ethernet/IPv4 ARP only), and the builder of requests and replies.
 public struct ARPPacket {
+    public static let request: UInt16 = 1
+    public static let reply: UInt16 = 2
+    /// Bytes of an Ethernet/IPv4 ARP packet.
+    public static let length = 28
+
     public let operation: UInt16
+    public let senderMAC: MACAddress
     public let senderIP: IPv4Address
     public let targetIP: IPv4Address
 
     public init(frame: UnsafeMutableRawBufferPointer, offset: Int) throws(WireError) {
-        guard frame.count >= offset + 28, frame.u16(offset) == 1, frame.u16(offset + 2) == EtherType.ipv4,
+        guard frame.count >= offset + Self.length, frame.u16(offset) == 1, frame.u16(offset + 2) == EtherType.ipv4,
               frame.u8(offset + 4) == 6, frame.u8(offset + 5) == 4 else { throw .malformedARP }
         operation = frame.u16(offset + 6)
+        senderMAC = MACAddress(frame, offset: offset + 8)
         senderIP = IPv4Address(frame.u32(offset + 14))
         targetIP = IPv4Address(frame.u32(offset + 24))
+    }
+
+    /// Writes a whole Ethernet frame holding an ARP packet into `frame` and returns its length (42 bytes:
+    /// a TAP or veth carries frames unpadded). A request goes to the broadcast address with a zero target MAC.
+    public static func writeFrame(into frame: UnsafeMutableRawBufferPointer, operation: UInt16,
+                                  senderMAC: MACAddress, senderIP: IPv4Address, targetMAC: MACAddress,
+                                  targetIP: IPv4Address) -> Int
+    {
+        let isRequest = operation == request
+        EthernetFrame.writeHeader(into: frame, destination: isRequest ? .broadcast : targetMAC, source: senderMAC,
+                                  etherType: EtherType.arp)
+        let offset = EthernetFrame.headerLength
+        frame.setU16(offset, 1)  // hardware type Ethernet
+        frame.setU16(offset + 2, EtherType.ipv4)
+        frame.setU8(offset + 4, 6)
+        frame.setU8(offset + 5, 4)
+        frame.setU16(offset + 6, operation)
+        senderMAC.write(to: frame, offset: offset + 8)
+        frame.setU32(offset + 14, senderIP.value)
+        (isRequest ? MACAddress(0) : targetMAC).write(to: frame, offset: offset + 18)
+        frame.setU32(offset + 24, targetIP.value)
+        return offset + length
     }
 }

@@ -123,4 +123,15 @@ public struct ICMPv4Message {
     public var type: UInt8 { frame.u8(offset) }
     public var code: UInt8 { frame.u8(offset + 1) }
     public var checksum: UInt16 { frame.u16(offset + 2) }
+
+    /// Sets type and code, updating the checksum incrementally (an echo request becomes its reply).
+    public func setTypeAndCode(type: UInt8, code: UInt8) {
+        let old = frame.u16(offset)
+        let new = UInt16(type) << 8 | UInt16(code)
+        frame.setU16(offset, new)
+        frame.setU16(offset + 2, InternetChecksum.update(checksum, old: old, new: new))
+    }
+
+    public static let echoReply: UInt8 = 0
+    public static let echoRequest: UInt8 = 8
 }

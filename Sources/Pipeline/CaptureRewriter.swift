@@ -64,8 +64,8 @@ public enum CaptureRewriter {
     /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
     /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
     /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
-    public static func run(reader: PcapReader, writer: PcapWriter?, program: inout ServiceLoadBalancer,
-                           changes: [ScheduledChange] = []) throws -> RewriteCounts
+    public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, program: inout ServiceLoadBalancer,
+                                            changes: [ScheduledChange] = []) throws -> RewriteCounts
     {
         var counts = RewriteCounts()
         var pending = changes[...]

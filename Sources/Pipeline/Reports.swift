@@ -12,9 +12,11 @@ public enum OutputFormat: String, Sendable, CaseIterable {
 
 /// The conntrack table rendered as `conntrack -L` prints it, or as JSON.
 public enum ConntrackDump {
-    /// Records of the live entries at the program's clock (the last packet's time).
-    public static func records(of program: ServiceLoadBalancer) -> [ConntrackRecord] {
-        program.conntrack.entries(at: program.clock).map { ConntrackRecord($0, now: program.clock) }
+    /// Records of the live entries at the program's clock (the last packet's time), or at a later `now` (a live
+    /// node's wall clock).
+    public static func records(of program: ServiceLoadBalancer, at now: Int64 = 0) -> [ConntrackRecord] {
+        let time = max(program.clock, now)
+        return program.conntrack.entries(at: time).map { ConntrackRecord($0, now: time) }
     }
 
     /// The dump's body: one `conntrack -L` line per entry, or a JSON array.

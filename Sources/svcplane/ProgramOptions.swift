@@ -30,15 +30,8 @@ struct ManifestOptions: ParsableArguments {
     }
 }
 
-/// Options shared by every command that runs the service program.
-struct ProgramOptions: ParsableArguments {
-    @OptionGroup var cluster: ManifestOptions
-
-    @Option(name: .customLong("lb"), help: """
-        Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).
-        """)
-    var loadBalancing: LoadBalancingMode = .random
-
+/// How a capture is replayed through the program: following its own replies, and cluster changes on its clock.
+struct CaptureOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Give each connection the backend whose replies the capture holds (the recorded node's choice), while that "
             + "backend is usable; --lb decides the connections the capture does not answer. A capture read from a "
@@ -50,6 +43,43 @@ struct ProgramOptions: ParsableArguments {
             + "becomes the manifests in FILE, as a rolling update changes endpoints. Repeatable.",
         valueName: "TIME=FILE"))
     var changes: [String] = []
+
+    func validate() throws {
+        for change in changes where Self.parseChange(change) == nil {
+            throw ValidationError("--apply \(change): expected TIME=FILE, TIME in seconds (or +SECONDS).")
+        }
+    }
+
+    /// `TIME=FILE` with TIME seconds since the epoch or `+SECONDS` after the first packet.
+    static func parseChange(_ text: String) -> (time: ScheduledChange.Time, path: String)? {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
+        let timeText = text[..<equals]
+        let path = String(text[text.index(after: equals)...])
+        let relative = timeText.hasPrefix("+")
+        guard !path.isEmpty, let seconds = Double(relative ? timeText.dropFirst() : timeText), seconds >= 0,
+              seconds < Double(1 << 32) else { return nil }
+        let nanoseconds = Int64((seconds * 1e9).rounded())
+        return (relative ? .afterFirstPacket(nanoseconds) : .absolute(nanoseconds), path)
+    }
+
+    /// The `--apply` changes, each state loaded and compiled now, so that a bad file fails before any packet.
+    func scheduledChanges() throws(CommandFailure) -> [ScheduledChange] {
+        var scheduled: [ScheduledChange] = []
+        for change in changes {
+            guard let (time, path) = Self.parseChange(change) else { continue }
+            let table = try ManifestOptions(paths: [path]).serviceTable()
+            scheduled.append(ScheduledChange(time: time, table: table, source: path))
+        }
+        return scheduled
+    }
+}
+
+/// Options of the service program, shared by every command that runs it.
+struct ProgramOptions: ParsableArguments {
+    @Option(name: .customLong("lb"), help: """
+        Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).
+        """)
+    var loadBalancing: LoadBalancingMode = .random
 
     @Option(help: "Seed of the random choice; the same seed and input give the same output.")
     var seed: UInt64 = 0
@@ -80,32 +110,6 @@ struct ProgramOptions: ParsableArguments {
             throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
         }
         if let nodeIP, IPv4Address(nodeIP) == nil { throw ValidationError("--node-ip: not an IPv4 address.") }
-        for change in changes where Self.parseChange(change) == nil {
-            throw ValidationError("--apply \(change): expected TIME=FILE, TIME in seconds (or +SECONDS).")
-        }
-    }
-
-    /// `TIME=FILE` with TIME seconds since the epoch or `+SECONDS` after the first packet.
-    static func parseChange(_ text: String) -> (time: ScheduledChange.Time, path: String)? {
-        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
-        let timeText = text[..<equals]
-        let path = String(text[text.index(after: equals)...])
-        let relative = timeText.hasPrefix("+")
-        guard !path.isEmpty, let seconds = Double(relative ? timeText.dropFirst() : timeText), seconds >= 0,
-              seconds < Double(1 << 32) else { return nil }
-        let nanoseconds = Int64((seconds * 1e9).rounded())
-        return (relative ? .afterFirstPacket(nanoseconds) : .absolute(nanoseconds), path)
-    }
-
-    /// The `--apply` changes, each state loaded and compiled now, so that a bad file fails before any packet.
-    func scheduledChanges() throws(CommandFailure) -> [ScheduledChange] {
-        var scheduled: [ScheduledChange] = []
-        for change in changes {
-            guard let (time, path) = Self.parseChange(change) else { continue }
-            let table = try ManifestOptions(paths: [path]).serviceTable()
-            scheduled.append(ScheduledChange(time: time, table: table, source: path))
-        }
-        return scheduled
     }
 
     var configuration: LoadBalancerConfiguration {

@@ -18,7 +18,9 @@ struct Rewrite: ParsableCommand {
         "Output capture (pcap, with the input's link type and timestamp precision).", valueName: "file"))
     var output: String
 
+    @OptionGroup var cluster: ManifestOptions
     @OptionGroup var program: ProgramOptions
+    @OptionGroup var capture: CaptureOptions
 
     @Option(name: .customLong("conntrack-dump"), help: ArgumentHelp(
         "Write the conntrack table after the last packet to a file, or - for stdout.", valueName: "file|-"))
@@ -34,7 +36,7 @@ struct Rewrite: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        let inputs = ([input] + program.cluster.manifests).compactMap { FileIdentity(path: $0) }
+        let inputs = ([input] + cluster.manifests).compactMap { FileIdentity(path: $0) }
         for (flag, path) in [("-w", output), ("--stats", stats), ("--conntrack-dump", conntrackDump)] {
             guard let path, path != "-", let identity = FileIdentity(path: path), identity.isRegularFile else { continue }
             if inputs.contains(identity) {
@@ -49,7 +51,7 @@ struct Rewrite: ParsableCommand {
 
     func run() throws {
         InterruptSignals.install()
-        let runner = try CaptureRun(input: input, program: program)
+        let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
         let writer: PcapWriter
         do {
             writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
@@ -98,13 +100,15 @@ struct ConntrackCommand: ParsableCommand {
     @Option(name: .customShort("r"), help: ArgumentHelp("Input capture (pcap or pcapng).", valueName: "file"))
     var input: String
 
+    @OptionGroup var cluster: ManifestOptions
     @OptionGroup var program: ProgramOptions
+    @OptionGroup var capture: CaptureOptions
 
     @Option(name: .customShort("o"), help: "Output format: text (conntrack -L) or json.")
     var format: OutputFormat = .text
 
     func run() throws {
-        let runner = try CaptureRun(input: input, program: program)
+        let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
         _ = try runner.run(writer: nil, quiet: true)
         try runner.dumpConntrack(to: "-", format: format)
     }
@@ -116,13 +120,13 @@ final class CaptureRun {
     var loadBalancer: ServiceLoadBalancer
     let changes: [ScheduledChange]
 
-    init(input: String, program: ProgramOptions) throws {
-        let table = try program.cluster.serviceTable()
-        changes = try program.scheduledChanges()
+    init(input: String, cluster: ManifestOptions, program: ProgramOptions, capture: CaptureOptions) throws {
+        let table = try cluster.serviceTable()
+        changes = try capture.scheduledChanges()
         let configuration = program.configuration
         do {
             reader = try PcapReader(path: input)
-            let observed = program.followCapture && FileIdentity(path: input)?.isRegularFile == true
+            let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
                 ? try CaptureRewriter.observeBackends(path: input, tables: [table] + changes.map(\.table),
                                                       udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil

@@ -6,11 +6,11 @@ import Pipeline
 struct Svcplane: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "svcplane",
-        abstract: "Emulate the Kubernetes Service dataplane (kube-proxy / eBPF) on packet captures.",
+        abstract: "Emulate the Kubernetes Service dataplane (kube-proxy / eBPF) on packet captures and TAP devices.",
         discussion: """
             Exit status: 0 on success, 1 on bad input (one line 'svcplane: error: FILE: ...'), 2 on bad usage.
             """,
-        subcommands: [Rewrite.self, ConntrackCommand.self, RulesCommand.self])
+        subcommands: [Rewrite.self, ConntrackCommand.self, RulesCommand.self, NodeCommand.self, ReplayCommand.self])
 }
 
 @main

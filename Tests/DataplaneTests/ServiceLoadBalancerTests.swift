@@ -121,13 +121,16 @@ struct ServiceLoadBalancerTests {
         let otherTCP = client(40000, to: "10.96.148.206", 443)
         let reply = PacketBuilder(source: "10.244.1.11", destination: "10.0.1.2", sourcePort: 9376,
                                   destinationPort: 40000)
-        for frame in [arp, ipv6, otherTCP.ethernetFrame(), reply.ethernetFrame(), Array(arp.prefix(10))] {
+        for frame in [arp, ipv6, icmp.ethernetFrame(), otherTCP.ethernetFrame(), reply.ethernetFrame(),
+                      Array(arp.prefix(10))]
+        {
             let (action, out) = harness.run(frame)
             #expect(action == .pass)
             #expect(out == frame)
         }
         let stats = harness.program.stats
         #expect(stats.count(passed: .notIPv4) == 2 && stats.count(passed: .notService) == 2)
+        #expect(stats.count(passed: .otherProtocol) == 1)
         #expect(stats.count(passed: .malformed) == 1)
         #expect(stats.count(malformed: .truncatedLinkHeader) == 1)
     }

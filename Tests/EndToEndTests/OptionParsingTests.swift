@@ -17,7 +17,7 @@ struct OptionParsingTests {
 
     @Test("timeout flags reach the conntrack configuration")
     func timeoutFlags() throws {
-        let options = try ProgramOptions.parse(["-f", "x.yaml", "--conntrack-tcp-timeout-established", "24h",
+        let options = try ProgramOptions.parse(["--conntrack-tcp-timeout-established", "24h",
                                                 "--conntrack-udp-timeout", "10s", "--conntrack-max", "1000"])
         let configuration = options.configuration
         #expect(configuration.timeouts.tcp(.established) == 86400)

@@ -39,11 +39,16 @@ struct ProcessResult {
     let standardError: String
 }
 
-/// Runs a program to completion with captured output.
-func runProcess(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
+/// Runs a program to completion with captured output; `environment` adds to (or overrides) this process's.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws
+    -> ProcessResult
+{
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let output = Pipe()
     let error = Pipe()
     process.standardOutput = output

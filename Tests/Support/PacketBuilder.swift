@@ -18,6 +18,8 @@ public struct PacketBuilder {
     public var tcpOptions: [UInt8] = []
     public var vlanTags: [UInt16] = []
     public var udpChecksum = true
+    public var destinationMAC: UInt64 = 0x0200_0000_0001
+    public var sourceMAC: UInt64 = 0x0200_0000_0002
 
     public init(source: String, destination: String, sourcePort: UInt16, destinationPort: UInt16,
                 protocolNumber: UInt8 = IPProtocol.tcp)
@@ -37,6 +39,12 @@ public struct PacketBuilder {
             transport = be16(sourcePort) + be16(destinationPort) + be32(sequence) + be32(acknowledgement)
             transport += [UInt8(headerLength / 4) << 4, flags.rawValue] + be16(window) + [0, 0, 0, 0]
             transport += tcpOptions + payload
+        } else if protocolNumber == IPProtocol.icmp {
+            // an echo request: identifier and sequence number in the port fields
+            transport = [8, 0, 0, 0] + be16(sourcePort) + be16(destinationPort) + payload
+            let sum = transport.withUnsafeBytes { InternetChecksum.finish(InternetChecksum.sum($0)) }
+            transport[2] = UInt8(sum >> 8)
+            transport[3] = UInt8(sum & 0xFF)
         } else {
             transport = be16(sourcePort) + be16(destinationPort) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
         }
@@ -47,7 +55,7 @@ public struct PacketBuilder {
         let ipSum = ip.withUnsafeBytes { InternetChecksum.finish(InternetChecksum.sum($0)) }
         ip[10] = UInt8(ipSum >> 8)
         ip[11] = UInt8(ipSum & 0xFF)
-        if protocolNumber == IPProtocol.tcp || udpChecksum {
+        if protocolNumber == IPProtocol.tcp || (protocolNumber == IPProtocol.udp && udpChecksum) {
             let pseudo = InternetChecksum.pseudoHeaderSum(source: source.value, destination: destination.value,
                                                           protocol: protocolNumber, length: transport.count)
             var sum = transport.withUnsafeBytes { InternetChecksum.finish(InternetChecksum.sum($0, initial: pseudo)) }
@@ -61,7 +69,8 @@ public struct PacketBuilder {
 
     /// An Ethernet frame (with any VLAN tags) carrying the packet, padded to the 60-byte minimum.
     public func ethernetFrame() -> [UInt8] {
-        var frame: [UInt8] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02]
+        var frame = (0..<6).map { UInt8(truncatingIfNeeded: destinationMAC >> (40 - 8 * $0)) }
+            + (0..<6).map { UInt8(truncatingIfNeeded: sourceMAC >> (40 - 8 * $0)) }
         for tag in vlanTags { frame += [0x81, 0x00] + be16(tag) }
         frame += [0x08, 0x00] + ipPacket()
         while frame.count < 60 { frame.append(0) }

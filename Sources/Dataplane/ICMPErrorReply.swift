@@ -1,16 +1,33 @@
 import PacketWire
 
-/// Builds the answer kube-proxy's `-j REJECT` gives a new connection to a Service without endpoints:
-/// ICMP destination unreachable, code port unreachable, as the kernel's `icmp_send` forms it (TOS 0xC0,
-/// TTL 64, quoting the offending datagram up to 576 bytes in all), sent back on the same link.
-enum RejectReply {
+/// Builds an ICMP error about a received datagram as the kernel's `icmp_send` forms it (TOS 0xC0, TTL 64,
+/// quoting the offending datagram up to 576 bytes in all), to be sent back on the link it came from: the
+/// answer of kube-proxy's `-j REJECT` (port unreachable), of a router whose TTL ran out (time exceeded), of a
+/// neighbour that never answered ARP (host unreachable).
+public enum ICMPErrorReply {
+    /// The errors svcplane sends, as ICMP type and code.
+    public enum Kind: Sendable {
+        case portUnreachable
+        case hostUnreachable
+        case timeExceeded
+
+        var typeAndCode: UInt16 {
+            switch self {
+            case .portUnreachable: 0x0303
+            case .hostUnreachable: 0x0301
+            case .timeExceeded: 0x0B00
+            }
+        }
+    }
+
     /// Largest ICMP error datagram `icmp_send` builds.
     static let maximumDatagram = 576
 
-    /// Writes the reply frame into `output` and returns its length.
-    static func portUnreachable(to frame: UnsafeMutableRawBufferPointer, link: LinkHeader, linkType: LinkType,
-                                ip: IPv4Packet, from source: IPv4Address, into output: UnsafeMutableRawBufferPointer)
-        -> Int
+    /// Writes the reply frame (the received link header, addresses swapped, then IPv4 and ICMP) into `output`
+    /// and returns its length. `output` holds at least `XDPContext.generatedCapacity` bytes.
+    public static func write(_ kind: Kind, about frame: UnsafeMutableRawBufferPointer, link: LinkHeader,
+                             linkType: LinkType, ip: IPv4Packet, from source: IPv4Address,
+                             into output: UnsafeMutableRawBufferPointer) -> Int
     {
         let linkLength = link.networkOffset
         let quoted = min(ip.frame.count - ip.offset, ip.totalLength, maximumDatagram - 28)
@@ -36,7 +53,7 @@ enum RejectReply {
         output.setU32(ipOffset + 16, ip.source.value)
 
         let icmpOffset = ipOffset + 20
-        output.setU32(icmpOffset, 0x0303_0000)  // type 3, code 3, checksum 0
+        output.setU32(icmpOffset, UInt32(kind.typeAndCode) << 16)  // type, code, checksum 0
         output.setU32(icmpOffset + 4, 0)
         output.baseAddress!.advanced(by: icmpOffset + 8)
             .copyMemory(from: ip.frame.baseAddress!.advanced(by: ip.offset), byteCount: quoted)
