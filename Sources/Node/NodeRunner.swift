@@ -22,9 +22,11 @@ public struct ConntrackDumpTarget: Sendable {
     }
 
     /// Replaces the file in one step (written aside, then renamed), so a reader never sees half a table.
-    func write(_ program: ServiceLoadBalancer, now: Int64) throws {
+    func write(_ program: ServiceLoadBalancer, now: Int64) throws(CaptureError) {
         let text = ConntrackDump.render(ConntrackDump.records(of: program, at: now), format: format)
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw CaptureError(path: path, message: "cannot write the conntrack dump: \(error.localizedDescription)")
+        }
     }
 }
 
@@ -57,13 +59,15 @@ public final class NodeRunner {
         return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 
-    /// Forwards until interrupted, then writes the last dump and closes the capture.
-    public func run() throws {
+    /// Forwards until interrupted, then writes the last dump and closes the capture. `ready` is called once the
+    /// first dump is written, just before the first frame is read.
+    public func run(ready: () -> Void = {}) throws {
         var transmitter = TapTransmitter(devices: devices, recorder: recorder)
         var watched = devices.map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
         defer { buffer.deallocate() }
         try dump?.write(forwarder.program, now: Self.now())  // a bad path fails now, not a second later
+        ready()
         var nextTick = Self.now() + Self.tickInterval
 
         while !Interruption.requested.load(ordering: .relaxed) {
@@ -113,8 +117,7 @@ public final class NodeRunner {
     private func writeDump(now: Int64) {
         guard let dump else { return }
         do { try dump.write(forwarder.program, now: now) } catch {
-            let warning = "\(dump.path): cannot write the conntrack dump: \(error.localizedDescription)"
-            if warnings.last != warning { warnings.append(warning) }
+            if warnings.last != error.description { warnings.append(error.description) }
         }
     }
 

@@ -32,6 +32,8 @@ public final class TapReplaySink: FrameSink {
         self.pace = pace
     }
 
+    public var destination: String { "tap \(device.name)" }
+
     /// Seconds from the first frame sent to the last.
     public var elapsedSeconds: Double { Double(lastSendTime - startTime) / 1e9 }
 

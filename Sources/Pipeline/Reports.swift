@@ -52,8 +52,8 @@ public struct RunSummary: Encodable, Sendable {
     public var translatedClientToPod: Int
     public var translatedPodToClient: Int
     public var newConnections: Int
-    /// New connections whose backend the capture's own replies decided.
-    public var choicesFromCapture: Int
+    /// New connections whose backend the capture's own replies decided (nil when the run did not follow them).
+    public var choicesFromCapture: Int?
     public var rejected: Int
     public var passed: [String: Int]
     public var malformed: [String: Int]
@@ -76,7 +76,7 @@ public struct RunSummary: Encodable, Sendable {
         translatedClientToPod = stats.translatedOriginal
         translatedPodToClient = stats.translatedReply
         newConnections = stats.newConnections
-        choicesFromCapture = program.observed?.decided ?? 0
+        choicesFromCapture = program.observed?.decided
         rejected = stats.rejected
         passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })
         malformed = Dictionary(uniqueKeysWithValues: WireError.allCases.compactMap {
@@ -108,7 +108,8 @@ public struct RunSummary: Encodable, Sendable {
             .joined(separator: ", "))
         lines.append("translated: \(translatedClientToPod) client->pod (DNAT), "
             + "\(translatedPodToClient) pod->client (reverse NAT)")
-        lines.append("connections: \(newConnections) new (\(choicesFromCapture) on the backend the capture shows), "
+        let followed = choicesFromCapture.map { " (\($0) on the backend the capture shows)" } ?? ""
+        lines.append("connections: \(newConnections) new\(followed), "
             + "\(rejected) rejected (no endpoints), "
             + "\(conntrackEntries) in conntrack at end, \(conntrackEarlyDrops) early-dropped")
         lines.append("passed unchanged: " + PassReason.allCases.map { "\($0.name) \(passed[$0.name] ?? 0)" }

@@ -83,11 +83,12 @@ struct NodeCommand: ParsableCommand {
                 program: ServiceLoadBalancer(table: table, linkType: .ethernet, configuration: program.configuration))
             let runner = NodeRunner(devices: devices, forwarder: forwarder, recorder: recorder,
                                     dump: conntrackDump.map { ConntrackDumpTarget(path: $0, format: format) })
-            if !quiet {
-                Output.standardError("svcplane node: up on " + interfaces.map(\.description).joined(separator: ", ")
-                    + "; SIGINT stops\n")
+            try runner.run {
+                if !quiet {
+                    Output.standardError("svcplane node: up on "
+                        + interfaces.map(\.description).joined(separator: ", ") + "; SIGINT stops\n")
+                }
             }
-            try runner.run()
             let summary = NodeSummary(forwarder: forwarder, warnings: runner.warnings)
             if !quiet { Output.standardError(summary.text) }
             if let stats { try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats) }
@@ -95,8 +96,6 @@ struct NodeCommand: ParsableCommand {
             throw CommandFailure(message: error.description)
         } catch let error as CaptureError {
             throw CommandFailure(message: error.description)
-        } catch let error as CocoaError {
-            throw CommandFailure(message: "\(conntrackDump ?? ""): cannot write: \(error.localizedDescription)")
         }
     }
 }
@@ -141,11 +140,13 @@ struct ReplayCommand: ParsableCommand {
     var topspeed = false
 
     @Option(name: .customShort("f"), help: ArgumentHelp(
-        "Run the Service program on the frames first, with these manifests (file or directory). Repeatable.",
+        "Run the Service program on the frames first, with these manifests (file or directory); the frames sent "
+            + "are those 'svcplane rewrite' would write. Repeatable.",
         valueName: "file|dir"))
     var manifests: [String] = []
 
     @OptionGroup var program: ProgramOptions
+    @OptionGroup var capture: CaptureOptions
 
     @Flag(help: "Do not print the report on stderr.")
     var quiet = false
@@ -167,35 +168,24 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         InterruptSignals.install()
-        let table = try ManifestOptions(paths: manifests).serviceTable()
-        do {
-            let reader = try PcapReader(path: input)
-            guard LinkType(dlt: reader.datalink) == .ethernet else {
-                throw CaptureError(path: input, message: "a TAP takes Ethernet frames; this capture's link type is "
-                    + "\(reader.datalink)")
-            }
-            let sink = try TapReplaySink(device: TapDevice(name: tap), pace: pace)
-            var loadBalancer = ServiceLoadBalancer(table: table, linkType: .ethernet,
-                                                   configuration: program.configuration)
-            let counts: RewriteCounts
-            do {
-                counts = try CaptureRewriter.run(reader: reader, writer: sink, program: &loadBalancer)
-            } catch let partial as PartialRewrite {
-                throw CommandFailure(message: partial.error.description
-                    + " (\(sink.framesSent) frames before it were sent to \(tap))")
-            }
-            if !quiet {
-                Output.standardError(sink.report)
-                if !manifests.isEmpty { Output.standardError(RunSummary(counts: counts, program: loadBalancer).text) }
-            }
-            if counts.interrupted {
-                Output.standardError("svcplane: interrupted after \(counts.packetsRead) packets\n")
-                throw ExitCode(130)
-            }
-        } catch let error as TapError {
+        let runner = try CaptureRun(input: input, cluster: ManifestOptions(paths: manifests), program: program,
+                                    capture: capture)
+        guard LinkType(dlt: runner.reader.datalink) == .ethernet else {
+            throw CommandFailure(message: "\(input): a TAP takes Ethernet frames; this capture's link type is "
+                + "\(runner.reader.datalink)")
+        }
+        let sink: TapReplaySink
+        do { sink = try TapReplaySink(device: TapDevice(name: tap), pace: pace) } catch {
             throw CommandFailure(message: error.description)
-        } catch let error as CaptureError {
-            throw CommandFailure(message: error.description)
+        }
+        let counts = try runner.run(writer: sink)
+        if !quiet {
+            Output.standardError(sink.report)
+            if !manifests.isEmpty { Output.standardError(RunSummary(counts: counts, program: runner.loadBalancer).text) }
+        }
+        if counts.interrupted {
+            Output.standardError("svcplane: interrupted after \(counts.packetsRead) packets\n")
+            throw ExitCode(130)
         }
     }
 }

@@ -57,7 +57,7 @@ struct Rewrite: ParsableCommand {
             writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
                                     snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
         } catch { throw CommandFailure(message: error.description) }
-        let counts = try runner.run(writer: writer, quiet: quiet)
+        let counts = try runner.run(writer: writer)
         let summary = RunSummary(counts: counts, program: runner.loadBalancer)
         if !quiet { Output.standardError(summary.text) }
         if let stats {
@@ -109,7 +109,7 @@ struct ConntrackCommand: ParsableCommand {
 
     func run() throws {
         let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
-        _ = try runner.run(writer: nil, quiet: true)
+        _ = try runner.run(writer: nil as PcapWriter?)
         try runner.dumpConntrack(to: "-", format: format)
     }
 }
@@ -135,12 +135,12 @@ final class CaptureRun {
         } catch { throw CommandFailure(message: error.description) }
     }
 
-    func run(writer: PcapWriter?, quiet: Bool) throws -> RewriteCounts {
+    func run(writer: (some FrameSink)?) throws -> RewriteCounts {
         do {
             return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes)
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
-            let note = writer.map { " (\(written) packets before it were written to \($0.path))" } ?? ""
+            let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""
             throw CommandFailure(message: partial.error.description + note)
         } catch let error as CaptureError {
             throw CommandFailure(message: error.description)

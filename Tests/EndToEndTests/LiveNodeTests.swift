@@ -38,7 +38,9 @@ final class TapTopology {
     }
 
     /// Runs a command in the client's namespace.
-    func client(_ arguments: String...) throws -> ProcessResult {
+    func client(_ arguments: String...) throws -> ProcessResult { try client(arguments) }
+
+    func client(_ arguments: [String]) throws -> ProcessResult {
         try runProcess(ip, ["netns", "exec", "\(prefix)-client"] + arguments)
     }
 
@@ -110,7 +112,7 @@ struct LiveNodeTests {
             .isSubset(of: ["10.244.1.11:9376>\(direct.first?.destinationPort ?? 0)"]))
     }
 
-    @Test("random (the default): 30 curls all succeed and every pod answers some of them")
+    @Test("random (the default): 30 curls all succeed and every pod answers some of them; 30 at once too")
     func random() throws {
         let directory = try TemporaryDirectory()
         let topology = try TapTopology(state: directory.path, nodeOptions: ["--seed", "7"])
@@ -118,5 +120,90 @@ struct LiveNodeTests {
         let answers = try (0..<30).map { _ in try topology.curl("10.96.148.206").answer }
         #expect(answers.allSatisfy { $0 != nil })
         #expect(Set(answers.compactMap { $0 }) == Set(Self.pods))
+
+        let parallel = try topology.client(["curl", "-sS", "--max-time", "5", "--parallel", "--parallel-max", "30"]
+            + [String](repeating: "http://10.96.148.206/", count: 30))
+        #expect(parallel.status == 0, "\(parallel.standardError)")
+        let lines = parallel.standardOutput.split(separator: "\n").map(String.init)
+        #expect(lines.count == 30 && Set(lines).isSubset(of: Set(Self.pods)))
+    }
+}
+
+@Suite("Replay into a TAP", .serialized, .enabled(if: LiveNode.available, LiveNode.reason))
+struct ReplayTests {
+    /// Replays `arguments` into a persistent TAP of a namespace of the test's own while tcpdump records what the
+    /// kernel receives on it; returns the frames received.
+    func replay(_ arguments: [String], frames: Int, directory: TemporaryDirectory) throws -> [[UInt8]] {
+        let ip = try #require(which("ip"))
+        let namespace = "svr\(getpid())"
+        try #require(try runProcess(ip, ["netns", "add", namespace]).status == 0)
+        defer { _ = try? runProcess(ip, ["netns", "del", namespace]) }
+        for command in [["netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                         "net.ipv6.conf.default.disable_ipv6=1"],
+                        ["-n", namespace, "tuntap", "add", "dev", "rp0", "mode", "tap"],
+                        ["-n", namespace, "link", "set", "rp0", "up"]]
+        {
+            let result = try runProcess(ip, command)
+            try #require(result.status == 0, "ip \(command.joined(separator: " ")): \(result.standardError)")
+        }
+
+        let received = directory.file("received.pcap")
+        let tcpdumpLog = directory.file("tcpdump.log")
+        try #require(FileManager.default.createFile(atPath: tcpdumpLog, contents: nil))
+        let tcpdump = Process()
+        tcpdump.executableURL = URL(fileURLWithPath: ip)
+        tcpdump.arguments = ["netns", "exec", namespace, try #require(which("tcpdump")), "-i", "rp0", "-Q", "in",
+                             "-U", "-c", "\(frames)", "-s", "0", "-w", received]
+        tcpdump.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: tcpdumpLog))
+        try tcpdump.run()
+        defer { if tcpdump.isRunning { kill(tcpdump.processIdentifier, SIGKILL) } }
+        for _ in 0..<100 where !((try? String(contentsOfFile: tcpdumpLog, encoding: .utf8)) ?? "")
+            .contains("listening on")
+        {
+            usleep(50_000)
+        }
+
+        let result = try runProcess(ip, ["netns", "exec", namespace, Repository.binary, "replay", "--tap", "rp0"]
+            + arguments)
+        try #require(result.status == 0, "svcplane replay: \(result.standardError)")
+        #expect(result.standardError.contains("replay: \(frames) frames"), "\(result.standardError)")
+        for _ in 0..<100 where tcpdump.isRunning { usleep(50_000) }
+        #expect(!tcpdump.isRunning, "tcpdump saw fewer than \(frames) frames")
+        return try frameBytes(received)
+    }
+
+    func frameBytes(_ path: String) throws -> [[UInt8]] {
+        let reader = try PcapReader(path: path)
+        var frames: [[UInt8]] = []
+        while let frame = try reader.next() { frames.append(Array(frame.bytes)) }
+        return frames
+    }
+
+    /// service-demo holds 138 frames over 0.150 s.
+    @Test("the kernel receives the capture's frames byte for byte, at the pace asked", arguments: [
+        (["--pps", "1000"], 0.137), (["--speed", "0.5"], 0.300),
+    ])
+    func plain(pace: [String], atLeastSeconds: Double) throws {
+        let directory = try TemporaryDirectory()
+        let input = Repository.capture("service-demo")
+        let expected = try frameBytes(input)
+        let started = Date()
+        let received = try replay(["-r", input] + pace, frames: expected.count, directory: directory)
+        #expect(received == expected)
+        #expect(Date().timeIntervalSince(started) >= atLeastSeconds)
+    }
+
+    @Test("with -f, the frames sent are those svcplane rewrite writes")
+    func throughProgram() throws {
+        let directory = try TemporaryDirectory()
+        let input = Repository.capture("service-demo")
+        let rewritten = directory.file("rewritten.pcap")
+        let rewrite = try svcplane("rewrite", "-r", input, "-w", rewritten, "-f", "\(Repository.pcaps)/service-demo.yaml",
+                                   "--quiet")
+        try #require(rewrite.status == 0, "\(rewrite.standardError)")
+        let expected = try frameBytes(rewritten)
+        let received = try replay(["-r", input, "-f", "\(Repository.pcaps)/service-demo.yaml", "--topspeed"],
+                                  frames: expected.count, directory: directory)
+        #expect(received == expected)
     }
 }
