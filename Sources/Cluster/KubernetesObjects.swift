@@ -35,6 +35,7 @@ public enum IntOrString: Decodable, Sendable, Equatable {
 public struct ServiceObject: Decodable, Sendable {
     public var metadata: ObjectMeta
     public var spec: Spec
+    public var status: Status?
 
     public struct Spec: Decodable, Sendable {
         public var type: String?
@@ -44,6 +45,9 @@ public struct ServiceObject: Decodable, Sendable {
         public var selector: [String: String]?
         public var sessionAffinity: String?
         public var sessionAffinityConfig: SessionAffinityConfig?
+        public var externalIPs: [String]?
+        public var externalTrafficPolicy: String?
+        public var internalTrafficPolicy: String?
     }
 
     public struct Port: Decodable, Sendable {
@@ -51,6 +55,21 @@ public struct ServiceObject: Decodable, Sendable {
         public var `protocol`: String?
         public var port: Int
         public var targetPort: IntOrString?
+        public var nodePort: Int?
+    }
+
+    public struct Status: Decodable, Sendable {
+        public var loadBalancer: LoadBalancerStatus?
+    }
+
+    public struct LoadBalancerStatus: Decodable, Sendable {
+        public var ingress: [Ingress]?
+    }
+
+    /// A load balancer's address; cloud load balancers known by hostname only have no IP to serve.
+    public struct Ingress: Decodable, Sendable {
+        public var ip: String?
+        public var hostname: String?
     }
 
     public struct SessionAffinityConfig: Decodable, Sendable {

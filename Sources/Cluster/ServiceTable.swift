@@ -70,36 +70,112 @@ public struct SessionAffinity: Hashable, Sendable {
     public var timeoutSeconds: Int
 }
 
-/// One Service port, load balanced: its frontend, all its endpoints and those that take new connections.
+/// A node port: served on every address of the node.
+public struct NodePort: Hashable, Sendable, CustomStringConvertible {
+    public var port: UInt16
+    public var serviceProtocol: ServiceProtocol
+
+    public init(port: UInt16, serviceProtocol: ServiceProtocol) {
+        self.port = port
+        self.serviceProtocol = serviceProtocol
+    }
+
+    public var description: String { "*:\(port)/\(serviceProtocol.lowercaseName)" }
+}
+
+/// Whether traffic reached a Service port from inside the cluster (its ClusterIP) or from outside (a node port,
+/// an external IP, a load balancer IP): the two have their own traffic policies and masquerade rules.
+public enum TrafficScope: Sendable {
+    case cluster
+    case external
+}
+
+/// One Service port, load balanced: its frontends, all its endpoints and those that take new connections.
 public struct ServicePortEntry: Sendable {
     public var name: ServicePortName
+    /// The ClusterIP frontend.
     public var frontend: Frontend
+    /// The node port of a NodePort or LoadBalancer Service.
+    public var nodePort: UInt16?
+    /// `spec.externalIPs`, served on the Service port.
+    public var externalIPs: [IPv4Address] = []
+    /// `status.loadBalancer.ingress` IPs of a LoadBalancer Service, served on the Service port.
+    public var loadBalancerIPs: [IPv4Address] = []
+    /// `internalTrafficPolicy: Local`: ClusterIP traffic goes to endpoints on this node only.
+    public var internalTrafficLocal = false
+    /// `externalTrafficPolicy: Local`: external traffic goes to endpoints on this node only, unmasqueraded.
+    public var externalTrafficLocal = false
     /// Every endpoint, in kube-proxy's order: by the text "ip:port" (so 10.0.1.10 comes before 10.0.1.2).
     public var backends: [Backend]
     /// Indices into `backends` that take new connections: the ready ones, or when none is ready the
     /// serving-and-terminating ones (kube-proxy's terminating fallback).
     public var usableBackends: [Int]
     public var affinity: SessionAffinity?
+
+    public init(name: ServicePortName, frontend: Frontend, backends: [Backend], usableBackends: [Int],
+                affinity: SessionAffinity?)
+    {
+        self.name = name
+        self.frontend = frontend
+        self.backends = backends
+        self.usableBackends = usableBackends
+        self.affinity = affinity
+    }
+
+    /// The frontends reached from outside the cluster that share the Service port (external and LB IPs).
+    public var externalFrontends: [Frontend] {
+        (externalIPs + loadBalancerIPs).map {
+            Frontend(address: $0, port: frontend.port, serviceProtocol: frontend.serviceProtocol)
+        }
+    }
 }
 
 /// The compiled, immutable view of the cluster that the dataplane serves.
 public struct ServiceTable: Sendable {
     /// Service ports in a stable order (by service port name, then frontend).
     public let entries: [ServicePortEntry]
-    /// Frontend to index in `entries`.
+    /// ClusterIP frontend to index in `entries`.
     public let entryIndex: [Frontend: Int]
+    /// External and load balancer IP frontends to index in `entries`.
+    public let externalIndex: [Frontend: Int]
+    /// Node ports to index in `entries`.
+    public let nodePortIndex: [NodePort: Int]
     /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only, SCTP).
     public let unservedPorts: [String]
 
     public init(entries: [ServicePortEntry], unservedPorts: [String] = []) {
         self.entries = entries
         var index: [Frontend: Int] = [:]
-        for (position, entry) in entries.enumerated() { index[entry.frontend] = position }
+        var external: [Frontend: Int] = [:]
+        var nodePorts: [NodePort: Int] = [:]
+        for (position, entry) in entries.enumerated() {
+            index[entry.frontend] = position
+            for frontend in entry.externalFrontends { external[frontend] = position }
+            if let port = entry.nodePort {
+                nodePorts[NodePort(port: port, serviceProtocol: entry.frontend.serviceProtocol)] = position
+            }
+        }
         entryIndex = index
+        externalIndex = external
+        nodePortIndex = nodePorts
         self.unservedPorts = unservedPorts
     }
 
     public func entry(for frontend: Frontend) -> ServicePortEntry? {
         entryIndex[frontend].map { entries[$0] }
+    }
+
+    /// The Service port a packet's destination reaches, and from where: a ClusterIP, then an external or load
+    /// balancer IP, then a node port on one of `nodeAddresses`.
+    public func lookup(_ destination: Frontend, nodeAddresses: [IPv4Address]) -> (index: Int, scope: TrafficScope)? {
+        if let index = entryIndex[destination] { return (index, .cluster) }
+        if externalIndex.isEmpty && nodePortIndex.isEmpty { return nil }
+        if let index = externalIndex[destination] { return (index, .external) }
+        if nodeAddresses.contains(destination.address),
+           let index = nodePortIndex[NodePort(port: destination.port, serviceProtocol: destination.serviceProtocol)]
+        {
+            return (index, .external)
+        }
+        return nil
     }
 }

@@ -15,6 +15,7 @@ public enum ServiceTableBuilder {
         var addressOwners: [IPv4Address: String] = [:]
         var loadedServices = Set<String>()
         var frontends = Set<Frontend>()
+        var nodePortOwners: [NodePort: String] = [:]
         try checkEndpointOwners(manifests)
         for located in manifests.services {
             let service = located.object
@@ -28,6 +29,7 @@ public enum ServiceTableBuilder {
                                     message: "Service \(serviceName) is defined twice")
             }
             let affinity = try sessionAffinity(of: spec, origin: located.origin)
+            let exposure = try Exposure(spec, status: service.status, origin: located.origin)
             guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
                 let kind = spec.type == "ExternalName" ? "ExternalName"
                     : spec.clusterIP == "None" ? "headless" : "no IPv4 ClusterIP"
@@ -55,8 +57,22 @@ public enum ServiceTableBuilder {
                                         message: "\(frontend) is listed twice")
                 }
                 let backends = finder.backends(for: port, protocol: serviceProtocol)
-                entries.append(ServicePortEntry(name: name, frontend: frontend, backends: backends,
-                                                usableBackends: usable(backends), affinity: affinity))
+                var entry = ServicePortEntry(name: name, frontend: frontend, backends: backends,
+                                             usableBackends: usable(backends), affinity: affinity)
+                try exposure.apply(to: &entry, port: port, origin: located.origin)
+                for external in entry.externalFrontends where !frontends.insert(external).inserted {
+                    throw ManifestError(origin: located.origin, field: "spec.externalIPs",
+                                        message: "\(external) is served by another Service already")
+                }
+                if let number = entry.nodePort {
+                    let nodePort = NodePort(port: number, serviceProtocol: serviceProtocol)
+                    if let owner = nodePortOwners.updateValue(name.description, forKey: nodePort) {
+                        throw ManifestError(origin: located.origin, field: "spec.ports",
+                                            message: "nodePort \(number)/\(serviceProtocol.lowercaseName) is "
+                                                + "already used by \(owner)")
+                    }
+                }
+                entries.append(entry)
             }
         }
         entries.sort { ($0.name, $0.frontend.port) < ($1.name, $1.frontend.port) }
@@ -148,6 +164,68 @@ public enum ServiceTableBuilder {
                                 message: "\(timeout) is not in 1-\(maximumAffinityTimeout)")
         }
         return SessionAffinity(timeoutSeconds: timeout)
+    }
+}
+
+/// How a Service is reached besides its ClusterIP: node ports, external IPs, load balancer IPs, and the
+/// traffic policies that go with them.
+struct Exposure {
+    var type: String
+    var externalIPs: [IPv4Address] = []
+    var loadBalancerIPs: [IPv4Address] = []
+    var externalTrafficLocal = false
+    var internalTrafficLocal = false
+
+    init(_ spec: ServiceObject.Spec, status: ServiceObject.Status?, origin: String) throws(ManifestError) {
+        type = spec.type ?? "ClusterIP"
+        guard ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(type) else {
+            throw ManifestError(origin: origin, field: "spec.type",
+                                message: "\"\(type)\" is not ClusterIP, NodePort, LoadBalancer or ExternalName")
+        }
+        for (index, text) in (spec.externalIPs ?? []).enumerated() where !text.contains(":") {
+            guard let address = IPv4Address(text) else {
+                throw ManifestError(origin: origin, field: "spec.externalIPs[\(index)]",
+                                    message: "\"\(text)\" is not an IP address")
+            }
+            externalIPs.append(address)
+        }
+        if type == "LoadBalancer" {
+            for (index, ingress) in (status?.loadBalancer?.ingress ?? []).enumerated() {
+                guard let text = ingress.ip, !text.contains(":") else { continue }  // hostname-only or IPv6
+                guard let address = IPv4Address(text) else {
+                    throw ManifestError(origin: origin, field: "status.loadBalancer.ingress[\(index)].ip",
+                                        message: "\"\(text)\" is not an IP address")
+                }
+                loadBalancerIPs.append(address)
+            }
+        }
+        externalTrafficLocal = try Self.isLocal(spec.externalTrafficPolicy, field: "spec.externalTrafficPolicy",
+                                                origin: origin)
+        internalTrafficLocal = try Self.isLocal(spec.internalTrafficPolicy, field: "spec.internalTrafficPolicy",
+                                                origin: origin)
+    }
+
+    private static func isLocal(_ policy: String?, field: String, origin: String) throws(ManifestError) -> Bool {
+        switch policy {
+        case nil, "Cluster": return false
+        case "Local": return true
+        case let other?: throw ManifestError(origin: origin, field: field,
+                                             message: "\"\(other)\" is not Cluster or Local")
+        }
+    }
+
+    /// Sets the port's node port, external frontends and policies.
+    func apply(to entry: inout ServicePortEntry, port: ServiceObject.Port, origin: String) throws(ManifestError) {
+        if type == "NodePort" || type == "LoadBalancer", let number = port.nodePort {
+            guard let nodePort = UInt16(exactly: number), nodePort > 0 else {
+                throw ManifestError(origin: origin, field: "spec.ports", message: "nodePort \(number) is not in 1-65535")
+            }
+            entry.nodePort = nodePort
+        }
+        entry.externalIPs = externalIPs
+        entry.loadBalancerIPs = loadBalancerIPs
+        entry.externalTrafficLocal = externalTrafficLocal
+        entry.internalTrafficLocal = internalTrafficLocal
     }
 }
 

@@ -77,6 +77,9 @@ public struct ConntrackTable: Sendable {
         return outcome
     }
 
+    /// Whether a tuple belongs to an entry (live or not yet collected), in either direction.
+    public func contains(_ key: FlowKey) -> Bool { index[key] != nil }
+
     /// Adds a connection and returns its slot.
     public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32)
         -> Result<Int, InsertFailure>

@@ -34,14 +34,17 @@ public enum DropReason: Int, Sendable, CaseIterable {
     case conntrackInvalid
     /// The conntrack table was full and no entry could be early-dropped.
     case tableFull
-    /// A new connection's reply tuple was already taken by another entry.
+    /// A new connection's reply tuple was already taken by another entry (or no masquerade port was free).
     case insertFailed
+    /// A `Local` traffic policy and no endpoint on this node (kube-proxy's "has no local endpoints" DROP).
+    case noLocalEndpoints
 
     public var name: String {
         switch self {
         case .conntrackInvalid: "conntrack_invalid"
         case .tableFull: "table_full"
         case .insertFailed: "insert_failed"
+        case .noLocalEndpoints: "no_local_endpoints"
         }
     }
 }
@@ -61,6 +64,8 @@ public struct DataplaneStats: Sendable {
     public internal(set) var newConnections = 0
     /// New connections to frontends without endpoints, answered with a reject.
     public internal(set) var rejected = 0
+    /// New connections masqueraded (SNAT to the node's address).
+    public internal(set) var masqueraded = 0
     /// Connections per backend, indexed like `BackendIndex`.
     public private(set) var backendConnections: [Int]
     /// Packets (both directions) per backend.

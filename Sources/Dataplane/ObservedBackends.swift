@@ -82,12 +82,13 @@ public struct ObservedBackends: Sendable {
         }
     }
 
-    /// The position in `entry.usableBackends` of the backend that answered `flow`'s client next after `time`.
-    mutating func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry) -> Int? {
+    /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next after
+    /// `time`.
+    mutating func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
         let client = Self.clientKey(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
         guard let list = observations[client] else { return nil }
         for observation in list where observation.time >= time {
-            if let position = entry.usableBackends.firstIndex(where: {
+            if let position = candidates.first(where: {
                 entry.backends[$0].address == observation.backend.address
                     && entry.backends[$0].port == observation.backend.port
             }) {

@@ -9,9 +9,17 @@ public struct LoadBalancerConfiguration: Sendable {
     /// Conntrack table size (`nf_conntrack_max`); kube-proxy sets at least 131072 on a node.
     public var conntrackMax = 262_144
     public var timeouts = ConntrackTimeouts()
-    /// Source address of ICMP rejects; the node's address toward the client. When nil, the rejected
-    /// ClusterIP itself.
-    public var nodeAddress: IPv4Address?
+    /// The node's addresses: node ports are served on each. The first is the source of ICMP rejects (when there
+    /// is none, the rejected address itself) and of masqueraded traffic no `sourceRoutes` network holds.
+    public var nodeAddresses: [IPv4Address] = []
+    /// The node's name, for `Local` traffic policies (endpoints whose `nodeName` matches are local).
+    public var nodeName: String?
+    /// kube-proxy's `--cluster-cidr`: turns masquerading on (traffic from outside it to a ClusterIP, external
+    /// traffic under policy Cluster, hairpin).
+    public var clusterCIDR: IPv4Network?
+    /// The node's networks with its address on each: masqueraded traffic to a backend leaves from the node's
+    /// address on the longest-prefix network holding the backend.
+    public var sourceRoutes: [IPv4Network] = []
 
     public init() {}
 }
@@ -64,6 +72,7 @@ public struct ServiceLoadBalancer {
     private let configuration: LoadBalancerConfiguration
     private var selector: BackendSelector
     private var affinity = AffinityTable()
+    private var policy: TrafficPolicy
     /// Backends the capture's own replies show, consulted before the selector.
     public private(set) var observed: ObservedBackends?
 
@@ -79,6 +88,7 @@ public struct ServiceLoadBalancer {
         stats = DataplaneStats(backendCount: backendIndex.count)
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: table.entries.count)
+        policy = TrafficPolicy(table: table, nodeName: configuration.nodeName, clusterCIDR: configuration.clusterCIDR)
     }
 
     /// Runs the program on one packet.
@@ -123,11 +133,12 @@ public struct ServiceLoadBalancer {
             }
         }
         guard let serviceProtocol = ServiceProtocol(number: protocolNumber),
-              let entryIndex = table.entryIndex[Frontend(address: flow.destination, port: flow.destinationPort,
-                                                         serviceProtocol: serviceProtocol)]
+              let (entryIndex, scope) = table.lookup(Frontend(address: flow.destination, port: flow.destinationPort,
+                                                              serviceProtocol: serviceProtocol),
+                                                     nodeAddresses: configuration.nodeAddresses)
         else { return stats.recordPass(.notService) }
-        return open(entryIndex, flow: flow, segment: segment, ip: ip, transport: transport, link: link,
-                    context: &context)
+        return open(entryIndex, scope: scope, flow: flow, segment: segment, ip: ip, transport: transport,
+                    link: link, context: &context)
     }
 
     /// Protocol tracking of a found entry at the program's clock.
@@ -138,10 +149,11 @@ public struct ServiceLoadBalancer {
                         timeouts: configuration.timeouts)
     }
 
-    /// A first packet to a frontend: reject without endpoints, else choose a backend, track and DNAT.
-    private mutating func open(_ entryIndex: Int, flow: FlowKey, segment: TCPSegmentSummary?, ip: IPv4Packet,
-                               transport: TransportHeader, link: LinkHeader, context: inout XDPContext)
-        -> XDPAction
+    /// A first packet to a frontend: reject without endpoints, drop without local ones under a Local policy,
+    /// else choose a backend, masquerade if kube-proxy would, track and translate.
+    private mutating func open(_ entryIndex: Int, scope: TrafficScope, flow: FlowKey, segment: TCPSegmentSummary?,
+                               ip: IPv4Packet, transport: TransportHeader, link: LinkHeader,
+                               context: inout XDPContext) -> XDPAction
     {
         if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
             return stats.recordDrop(.conntrackInvalid)  // not NEW: neither balanced nor rejected
@@ -151,19 +163,25 @@ public struct ServiceLoadBalancer {
             stats.rejected += 1
             context.generatedLength = ICMPErrorReply.write(
                 .portUnreachable, about: context.data, link: link, linkType: linkType, ip: ip,
-                from: configuration.nodeAddress ?? flow.destination, into: context.generated)
+                from: configuration.nodeAddresses.first ?? flow.destination, into: context.generated)
             stats.record(.tx)
             return .tx
         }
-        let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry)
-            .map { entry.usableBackends[$0] }
-            ?? affinity.pinnedBackend(client: flow.source, in: entry, now: clock)
-            ?? entry.usableBackends[selector.choose(entry: entryIndex, usableCount: entry.usableBackends.count,
-                                                    flow: flow, timestamp: context.timestamp)]
+        let candidates = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
+        guard !candidates.isEmpty else { return stats.recordDrop(.noLocalEndpoints) }
+        let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)
+            ?? affinity.pinnedBackend(client: flow.source, in: entry, among: candidates, now: clock)
+            ?? candidates[selector.choose(entry: entryIndex, usableCount: candidates.count, flow: flow,
+                                          timestamp: context.timestamp)]
         let backend = entry.backends[backendPosition]
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
-        let reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
+        var reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        if policy.masquerades(entry, scope: scope, source: flow.source, backend: backend.address) {
+            guard let masqueraded = masquerade(flow, toward: reply) else { return stats.recordDrop(.insertFailed) }
+            reply = masqueraded
+            stats.masqueraded += 1
+        }
         let slot: Int
         switch conntrack.insert(original: flow, reply: reply, now: clock, tag: UInt32(global)) {
         case .success(let inserted): slot = inserted
@@ -179,19 +197,42 @@ public struct ServiceLoadBalancer {
         return .pass
     }
 
-    /// DNAT in the original direction, reverse NAT in the reply direction, from the entry's tuples.
+    /// The reply tuple of a masqueraded connection: the backend answers the node's address toward it, on a port
+    /// chosen as `MASQUERADE --random-fully` does (kube-proxy asks for it): anywhere in the source port's class
+    /// (1-511, 600-1023 or 1024-65535), here from a hash of the seed and the tuple so that runs repeat, moving on
+    /// while the tuple is taken. Nil when there is no node address or no free port.
+    private func masquerade(_ flow: FlowKey, toward reply: FlowKey) -> FlowKey? {
+        let route = configuration.sourceRoutes.filter { $0.contains(reply.source) }
+            .max { $0.prefixLength < $1.prefixLength }
+        guard let address = route?.address ?? configuration.nodeAddresses.first else { return nil }
+        let (first, count): (Int, Int) = flow.sourcePort >= 1024 ? (1024, 64512)
+            : flow.sourcePort >= 512 ? (600, 424) : (1, 511)
+        let start = FlowHash.index(FlowHash.hash(flow, seed: configuration.seed, salt: 0x6D61_7371), count: count)
+        for attempt in 0..<count {
+            let candidate = FlowKey(source: reply.source, destination: address, sourcePort: reply.sourcePort,
+                                    destinationPort: UInt16(first + (start + attempt) % count),
+                                    protocolNumber: flow.protocolNumber)
+            if !conntrack.contains(candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// DNAT (and SNAT) in the original direction, their reverse in the reply direction, from the entry's tuples.
     private mutating func translate(_ ip: IPv4Packet, _ transport: TransportHeader, slot: Int,
                                     direction: ConntrackDirection)
     {
         let entry = conntrack[slot]
         stats.recordPacket(backend: Int(entry.tag))
+        // Both ends, from the two tuples: the source changes too when the connection is masqueraded.
         switch direction {
         case .original:
             NAT.rewriteDestination(ip, transport, address: entry.reply.source, port: entry.reply.sourcePort)
+            NAT.rewriteSource(ip, transport, address: entry.reply.destination, port: entry.reply.destinationPort)
             stats.translatedOriginal += 1
         case .reply:
             NAT.rewriteSource(ip, transport, address: entry.original.destination,
                               port: entry.original.destinationPort)
+            NAT.rewriteDestination(ip, transport, address: entry.original.source, port: entry.original.sourcePort)
             stats.translatedReply += 1
         }
     }
@@ -224,14 +265,12 @@ extension ServiceLoadBalancer {
     /// Round-robin positions start again.
     public mutating func apply(_ newTable: ServiceTable) -> ClusterChange {
         var moved: [ClusterChange.Moved] = []
-        var live = Set<String>()
         func usable(_ entry: ServicePortEntry?) -> Set<String> {
             Set(entry.map { entry in entry.usableBackends.map { entry.backends[$0].description } } ?? [])
         }
         for entry in newTable.entries {
             let before = usable(table.entry(for: entry.frontend))
             let after = usable(entry)
-            for backend in after { live.insert("\(entry.frontend)>\(backend)") }
             if before != after {
                 moved.append(.init(servicePort: entry.name.description, added: after.subtracting(before).sorted(),
                                    removed: before.subtracting(after).sorted()))
@@ -245,8 +284,13 @@ extension ServiceLoadBalancer {
             guard let protocolNumber = ServiceProtocol(number: entry.original.protocolNumber) else { continue }
             let frontend = Frontend(address: entry.original.destination, port: entry.original.destinationPort,
                                     serviceProtocol: protocolNumber)
-            let endpoint = "\(entry.reply.source):\(entry.reply.sourcePort)"
-            guard !live.contains("\(frontend)>\(endpoint)") else { continue }
+            let servicePort = newTable.lookup(frontend, nodeAddresses: configuration.nodeAddresses)
+                .map { newTable.entries[$0.index] }
+            let live = servicePort?.usableBackends.contains {
+                servicePort!.backends[$0].address == entry.reply.source
+                    && servicePort!.backends[$0].port == entry.reply.sourcePort
+            } ?? false
+            guard !live else { continue }
             if protocolNumber == .udp {
                 conntrack.remove(slot: slot)
                 change.udpEntriesDeleted += 1
@@ -259,6 +303,7 @@ extension ServiceLoadBalancer {
         stats.growBackends(to: backendIndex.count)
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: newTable.entries.count)
+        policy.load(newTable)
         return change
     }
 }

@@ -34,13 +34,16 @@ struct AffinityTable {
     private var lists: [ListKey: [IPv4Address]] = [:]
 
     /// The position of the endpoint `client` is pinned to on `servicePort`, if the pin is recent enough and
-    /// the endpoint is still usable (kube-proxy writes `--rcheck` rules only for the endpoints it balances to).
-    func pinnedBackend(client: IPv4Address, in servicePort: ServicePortEntry, now: Int64) -> Int? {
+    /// the endpoint is still among `candidates` (kube-proxy writes `--rcheck` rules only for the endpoints it
+    /// balances to).
+    func pinnedBackend(client: IPv4Address, in servicePort: ServicePortEntry, among candidates: [Int], now: Int64)
+        -> Int?
+    {
         guard let affinity = servicePort.affinity,
               let record = records[Key(frontend: servicePort.frontend, client: client)],
               now - record.lastSet <= Int64(affinity.timeoutSeconds) * 1_000_000_000
         else { return nil }
-        return servicePort.usableBackends.first {
+        return candidates.first {
             servicePort.backends[$0].address == record.address && servicePort.backends[$0].port == record.port
         }
     }

@@ -120,12 +120,11 @@ public final class NodeForwarder {
         else { return stats.record(.malformed) }
         learn(ip.source, mac: ethernet.source, on: ingress, via: &transmitter)
         guard !ethernet.destination.isMulticast else { return stats.record(.broadcast) }
-        if interfaces.contains(where: { $0.address == ip.destination }) {
-            return answerEcho(frame, ethernet: ethernet, ip: ip, on: ingress, via: &transmitter)
-        }
+        let toNode = isNodeAddress(ip.destination)
+        if toNode && answerEcho(frame, ethernet: ethernet, ip: ip, on: ingress, via: &transmitter) { return }
         // The kernel checks the TTL after DNAT but before conntrack confirms the connection, and its ICMP error
         // leaves translated back; checking first gives the same frame and leaves no entry, as there.
-        guard ip.timeToLive > 1 else {
+        guard toNode || ip.timeToLive > 1 else {
             return sendError(.timeExceeded, about: frame, ip: ip, ingress: ingress, via: &transmitter)
         }
         var context = XDPContext(data: frame, wireLength: frame.count, timestamp: now, generated: scratch)
@@ -137,9 +136,13 @@ public final class NodeForwarder {
             send(UnsafeRawBufferPointer(rebasing: scratch[0..<context.generatedLength]), on: ingress,
                  via: &transmitter)
         case .pass, .redirect:
+            // Still to the node after the program (not a node port): nothing here serves it.
+            guard !isNodeAddress(ip.destination) else { return stats.record(.local) }
             forward(frame, ip: ip, from: ingress, at: now, via: &transmitter)
         }
     }
+
+    private func isNodeAddress(_ address: IPv4Address) -> Bool { interfaces.contains { $0.address == address } }
 
     /// Routes a packet the program let through (rewritten in place) to its next hop.
     private func forward<Transmitter: FrameTransmitter>(_ frame: UnsafeMutableRawBufferPointer, ip: IPv4Packet,
@@ -173,15 +176,14 @@ public final class NodeForwarder {
         send(UnsafeRawBufferPointer(frame), on: egress, via: &transmitter)
     }
 
-    /// Answers an ICMP echo request to one of the node's addresses in place; anything else to the node is not
-    /// served (the node runs no services of its own).
+    /// Answers an ICMP echo request to one of the node's addresses in place; false for anything else.
     private func answerEcho<Transmitter: FrameTransmitter>(_ frame: UnsafeMutableRawBufferPointer,
                                                            ethernet: EthernetFrame, ip: IPv4Packet, on ingress: Int,
-                                                           via transmitter: inout Transmitter)
+                                                           via transmitter: inout Transmitter) -> Bool
     {
         guard ip.protocolNumber == IPProtocol.icmp, !ip.isLaterFragment, !ip.moreFragments,
               let icmp = try? ICMPv4Message(ip: ip), icmp.type == ICMPv4Message.echoRequest, icmp.code == 0
-        else { return stats.record(.local) }
+        else { return false }
         icmp.setTypeAndCode(type: ICMPv4Message.echoReply, code: 0)
         let requester = ip.source
         ip.source = ip.destination
@@ -193,6 +195,7 @@ public final class NodeForwarder {
         stats.record(.echoReply)
         send(UnsafeRawBufferPointer(rebasing: frame[0..<(ip.offset + ip.totalLength)]), on: ingress,
              via: &transmitter)
+        return true
     }
 
     /// Sends an ICMP error about `frame` back out of the interface it came in on, from the node's address there

@@ -21,22 +21,19 @@ public struct NodeInterface: Sendable, Equatable, CustomStringConvertible {
     public init?(specification: String, position: Int) {
         let parts = specification.split(separator: "=", maxSplits: 1)
         guard parts.count == 2, !parts[0].isEmpty else { return nil }
-        let network = parts[1].split(separator: "/")
-        guard network.count == 2, let address = IPv4Address(network[0]), let prefix = Int(network[1]),
-              (1...30).contains(prefix), (0..<0xFFFF).contains(position) else { return nil }
-        self.init(name: String(parts[0]), address: address, prefixLength: prefix,
-                  mac: MACAddress(0x0253_5600_0000 | UInt64(position + 1)))
+        guard parts[1].contains("/"), let network = IPv4Network(parts[1]), (1...30).contains(network.prefixLength),
+              (0..<0xFFFF).contains(position) else { return nil }
+        let (address, mask) = (network.address, network.mask)
         guard address.value & ~mask != 0, address.value | mask != UInt32.max else { return nil }
+        self.init(name: String(parts[0]), address: address, prefixLength: network.prefixLength,
+                  mac: MACAddress(0x0253_5600_0000 | UInt64(position + 1)))
     }
 
-    /// The network's mask as an integer (`/24` is 0xFFFFFF00).
-    public var mask: UInt32 { UInt32.max << (32 - prefixLength) }
-
-    /// The network address (`10.244.1.0`).
-    public var network: IPv4Address { IPv4Address(address.value & mask) }
+    /// The interface's network, with the node's own address in it.
+    public var network: IPv4Network { IPv4Network(address: address, prefixLength: prefixLength) }
 
     /// Whether `other` is on this network (reachable without a router).
-    public func contains(_ other: IPv4Address) -> Bool { other.value & mask == address.value & mask }
+    public func contains(_ other: IPv4Address) -> Bool { network.contains(other) }
 
     public var description: String { "\(name) \(address)/\(prefixLength) \(mac)" }
 }

@@ -62,7 +62,9 @@ struct NodeCommand: ParsableCommand {
         if Set(interfaces.map(\.name)).count != interfaces.count {
             throw ValidationError("--tap: each TAP may be named once.")
         }
-        let networks = interfaces.map { "\($0.network)/\($0.prefixLength)" }
+        let networks = interfaces.map {
+            IPv4Network(address: IPv4Address($0.address.value & $0.network.mask), prefixLength: $0.prefixLength)
+        }
         if Set(networks).count != networks.count {
             throw ValidationError("--tap: two TAPs have the same network; a route could not choose between them.")
         }
@@ -78,9 +80,12 @@ struct NodeCommand: ParsableCommand {
             let recorder = try record.map { path throws(CaptureError) in
                 try PcapWriter(path: path, datalink: 1, snapLength: 65_535, precision: .nanoseconds)
             }
+            var configuration = program.configuration
+            configuration.nodeAddresses += interfaces.map(\.address)
+            configuration.sourceRoutes = interfaces.map(\.network)
             let forwarder = NodeForwarder(
                 interfaces: interfaces,
-                program: ServiceLoadBalancer(table: table, linkType: .ethernet, configuration: program.configuration))
+                program: ServiceLoadBalancer(table: table, linkType: .ethernet, configuration: configuration))
             let runner = NodeRunner(devices: devices, forwarder: forwarder, recorder: recorder,
                                     dump: conntrackDump.map { ConntrackDumpTarget(path: $0, format: format) })
             try runner.run {
@@ -152,6 +157,7 @@ struct ReplayCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        try program.validateMasqueradeSource()
         if [speed != nil, pps != nil, topspeed].filter({ $0 }).count > 1 {
             throw ValidationError("--speed, --pps and --topspeed exclude each other.")
         }

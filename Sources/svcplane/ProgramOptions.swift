@@ -87,10 +87,20 @@ struct ProgramOptions: ParsableArguments {
     @Option(help: "Conntrack table size (nf_conntrack_max).")
     var conntrackMax = 262_144
 
-    @Option(name: .customLong("node-ip"), help: """
-        The node's address: source of ICMP rejects (default: the rejected ClusterIP).
-        """)
-    var nodeIP: String?
+    @Option(name: .customLong("node-ip"), help: ArgumentHelp(
+        "An address of the node: node ports are served on it; the first is the source of ICMP rejects (default: "
+            + "the rejected address) and of masqueraded traffic. Repeatable.", valueName: "address"))
+    var nodeIPs: [String] = []
+
+    @Option(name: .customLong("node-name"), help: ArgumentHelp(
+        "The node's name: under a Local traffic policy, only endpoints with this nodeName take connections "
+            + "(without it, every endpoint counts as local).", valueName: "name"))
+    var nodeName: String?
+
+    @Option(name: .customLong("cluster-cidr"), help: ArgumentHelp(
+        "kube-proxy's --cluster-cidr; turns masquerading on: traffic to a ClusterIP from outside it, external "
+            + "traffic under policy Cluster and hairpin traffic leave from the node's address.", valueName: "cidr"))
+    var clusterCIDR: IPv4Network?
 
     @Option(name: .customLong("conntrack-tcp-timeout-established"),
             help: "ESTABLISHED timeout, as kube-proxy's flag (e.g. 24h); default the kernel's 5 days.")
@@ -109,7 +119,16 @@ struct ProgramOptions: ParsableArguments {
         guard (1...(1 << 30)).contains(conntrackMax) else {
             throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
         }
-        if let nodeIP, IPv4Address(nodeIP) == nil { throw ValidationError("--node-ip: not an IPv4 address.") }
+        for nodeIP in nodeIPs where IPv4Address(nodeIP) == nil {
+            throw ValidationError("--node-ip \(nodeIP): not an IPv4 address.")
+        }
+    }
+
+    /// Masquerading needs an address to leave from; a capture run has only --node-ip to give it.
+    func validateMasqueradeSource() throws {
+        if clusterCIDR != nil && nodeIPs.isEmpty {
+            throw ValidationError("--cluster-cidr needs --node-ip: masqueraded traffic leaves from the node's address.")
+        }
     }
 
     var configuration: LoadBalancerConfiguration {
@@ -117,7 +136,9 @@ struct ProgramOptions: ParsableArguments {
         configuration.mode = loadBalancing
         configuration.seed = seed
         configuration.conntrackMax = conntrackMax
-        configuration.nodeAddress = nodeIP.flatMap { IPv4Address($0) }
+        configuration.nodeAddresses = nodeIPs.compactMap { IPv4Address($0) }
+        configuration.nodeName = nodeName
+        configuration.clusterCIDR = clusterCIDR
         // As kube-proxy's flags: 0 leaves the kernel's value as it is.
         if let seconds = establishedTimeout?.seconds, seconds > 0 {
             configuration.timeouts.setTCP(.established, seconds: seconds)
@@ -137,6 +158,9 @@ struct CommandFailure: Error {
 }
 
 extension LoadBalancingMode: ExpressibleByArgument {}
+extension IPv4Network: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
 extension OutputFormat: ExpressibleByArgument {}
 
 /// A duration written as kube-proxy's flags take it (Go's time.ParseDuration: `24h`, `1h30m`, `90s`),

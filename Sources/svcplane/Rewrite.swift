@@ -36,6 +36,7 @@ struct Rewrite: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        try program.validateMasqueradeSource()
         let inputs = ([input] + cluster.manifests).compactMap { FileIdentity(path: $0) }
         for (flag, path) in [("-w", output), ("--stats", stats), ("--conntrack-dump", conntrackDump)] {
             guard let path, path != "-", let identity = FileIdentity(path: path), identity.isRegularFile else { continue }
@@ -106,6 +107,8 @@ struct ConntrackCommand: ParsableCommand {
 
     @Option(name: .customShort("o"), help: "Output format: text (conntrack -L) or json.")
     var format: OutputFormat = .text
+
+    func validate() throws { try program.validateMasqueradeSource() }
 
     func run() throws {
         let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)

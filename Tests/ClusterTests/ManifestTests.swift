@@ -197,6 +197,20 @@ struct ManifestTests {
          "test.yaml: document 1: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 86401 is not in 1-86400"),
         ("kind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80, protocol: ICMP}]}",
          "test.yaml: document 1: spec.ports[0].protocol: \"ICMP\" is not TCP, UDP or SCTP"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {type: Nodeport, clusterIP: 10.96.0.1}",
+         "test.yaml: document 1: spec.type: \"Nodeport\" is not ClusterIP, NodePort, LoadBalancer or ExternalName"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, externalTrafficPolicy: local}",
+         "test.yaml: document 1: spec.externalTrafficPolicy: \"local\" is not Cluster or Local"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, externalIPs: [1.2.3]}",
+         "test.yaml: document 1: spec.externalIPs[0]: \"1.2.3\" is not an IP address"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {type: NodePort, clusterIP: 10.96.0.1, ports: [{port: 80, "
+            + "nodePort: 30080}]}\n---\nkind: Service\nmetadata: {name: b}\nspec: {type: NodePort, "
+            + "clusterIP: 10.96.0.2, ports: [{port: 80, nodePort: 30080}]}",
+         "test.yaml: document 2: spec.ports: nodePort 30080/tcp is already used by default/a"),
+        ("kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, externalIPs: [10.96.0.2], ports: "
+            + "[{port: 80}]}\n---\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 10.96.0.2, "
+            + "ports: [{port: 80}]}",
+         "test.yaml: document 2: spec.ports: 10.96.0.2:80/tcp is listed twice"),
     ])
     func badManifests(yaml: String, message: String) {
         #expect(loadError(yaml) == message)

@@ -32,13 +32,14 @@ struct Harness {
     var lastGenerated: [UInt8] = []
 
     init(mode: LoadBalancingMode = .random, seed: UInt64 = 1, linkType: LinkType = .ethernet,
-         manifest text: String = manifest) throws
+         manifest text: String = manifest, configure: (inout LoadBalancerConfiguration) -> Void = { _ in }) throws
     {
         var manifests = ClusterManifests()
         try ManifestLoader.load(yaml: text, name: "manifest", into: &manifests)
         var configuration = LoadBalancerConfiguration()
         configuration.mode = mode
         configuration.seed = seed
+        configure(&configuration)
         program = ServiceLoadBalancer(table: try ServiceTableBuilder.build(manifests), linkType: linkType,
                                       configuration: configuration)
     }

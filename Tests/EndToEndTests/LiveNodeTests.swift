@@ -157,11 +157,7 @@ struct ReplayTests {
         tcpdump.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: tcpdumpLog))
         try tcpdump.run()
         defer { if tcpdump.isRunning { kill(tcpdump.processIdentifier, SIGKILL) } }
-        for _ in 0..<100 where !((try? String(contentsOfFile: tcpdumpLog, encoding: .utf8)) ?? "")
-            .contains("listening on")
-        {
-            usleep(50_000)
-        }
+        for _ in 0..<100 where !logSays("listening on", tcpdumpLog) { usleep(50_000) }
 
         let result = try runProcess(ip, ["netns", "exec", namespace, Repository.binary, "replay", "--tap", "rp0"]
             + arguments)
@@ -170,6 +166,12 @@ struct ReplayTests {
         for _ in 0..<100 where tcpdump.isRunning { usleep(50_000) }
         #expect(!tcpdump.isRunning, "tcpdump saw fewer than \(frames) frames")
         return try frameBytes(received)
+    }
+
+    /// Whether a log file holds `text` yet (an empty file is not read: Foundation leaks the buffer it reads into).
+    func logSays(_ text: String, _ path: String) -> Bool {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return size > 0 && ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains(text)
     }
 
     func frameBytes(_ path: String) throws -> [[UInt8]] {

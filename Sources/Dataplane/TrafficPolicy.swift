@@ -1,0 +1,55 @@
+import Cluster
+import PacketWire
+
+/// Which endpoints a new connection may take, after the Service's traffic policies (kube-proxy's
+/// `CategorizeEndpoints`): all usable endpoints, or under `Local` only those on this node (ready ones, else
+/// serving-and-terminating ones). Without a node name every endpoint counts as local.
+struct TrafficPolicy {
+    /// Usable endpoints on this node, per service port (positions in its `backends`).
+    private var local: [[Int]] = []
+    private let nodeName: String?
+    private let clusterCIDR: IPv4Network?
+
+    init(table: ServiceTable, nodeName: String?, clusterCIDR: IPv4Network?) {
+        self.nodeName = nodeName
+        self.clusterCIDR = clusterCIDR
+        load(table)
+    }
+
+    mutating func load(_ table: ServiceTable) {
+        local = table.entries.map { entry in
+            guard let nodeName else { return entry.usableBackends }
+            let here = entry.backends.map { $0.nodeName == nodeName ? $0 : nil }
+            let ready = here.indices.filter { here[$0]?.ready == true }
+            return ready.isEmpty ? here.indices.filter { here[$0].map { $0.serving && $0.terminating } ?? false }
+                : ready
+        }
+    }
+
+    /// Whether the Local policy governs a connection from `source` arriving by `scope`. External traffic from
+    /// inside the cluster CIDR takes the cluster-wide path, as kube-proxy short-circuits it.
+    func isLocal(_ entry: ServicePortEntry, scope: TrafficScope, source: IPv4Address) -> Bool {
+        switch scope {
+        case .cluster: entry.internalTrafficLocal
+        case .external: entry.externalTrafficLocal && !(clusterCIDR?.contains(source) ?? false)
+        }
+    }
+
+    /// The endpoints a new connection may take.
+    func candidates(_ table: ServiceTable, entry index: Int, scope: TrafficScope, source: IPv4Address) -> [Int] {
+        isLocal(table.entries[index], scope: scope, source: source) ? local[index] : table.entries[index].usableBackends
+    }
+
+    /// Whether kube-proxy marks the connection for masquerade: ClusterIP traffic from outside the cluster CIDR,
+    /// external traffic under policy Cluster, and a pod reaching itself (hairpin). Nothing without a cluster CIDR.
+    func masquerades(_ entry: ServicePortEntry, scope: TrafficScope, source: IPv4Address, backend: IPv4Address)
+        -> Bool
+    {
+        guard let clusterCIDR else { return false }
+        if backend == source { return true }
+        switch scope {
+        case .cluster: return !clusterCIDR.contains(source)
+        case .external: return !entry.externalTrafficLocal  // Local keeps the client's address
+        }
+    }
+}
