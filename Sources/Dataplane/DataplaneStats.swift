@@ -5,7 +5,7 @@ import PacketWire
 public enum PassReason: Int, Sendable, CaseIterable {
     /// ARP, IPv6 and other non-IPv4 frames.
     case notIPv4
-    /// IPv4 that is neither TCP nor UDP (ICMP, SCTP, ...).
+    /// IPv4 that is neither TCP nor UDP (SCTP, ICMP other than errors about a tracked connection, ...).
     case otherProtocol
     /// TCP/UDP that is neither to a Service frontend nor part of a tracked connection.
     case notService
@@ -60,6 +60,8 @@ public struct DataplaneStats: Sendable {
     public internal(set) var translatedOriginal = 0
     /// Packets rewritten pod to client (reverse NAT).
     public internal(set) var translatedReply = 0
+    /// ICMP errors about a tracked connection, translated (conntrack's RELATED).
+    public internal(set) var translatedRelated = 0
     /// Connections created.
     public internal(set) var newConnections = 0
     /// New connections to frontends without endpoints, answered with a reject.

@@ -104,10 +104,14 @@ public struct ServiceLoadBalancer {
             ip = try IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: context.wireLength)
         } catch { return stats.recordMalformed(error) }
         let protocolNumber = ip.protocolNumber
+        if ip.isLaterFragment { return stats.recordPass(.laterFragment) }
         guard protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp else {
+            if protocolNumber == IPProtocol.icmp && translateRelatedError(ip) {
+                stats.record(.pass)
+                return .pass
+            }
             return stats.recordPass(.otherProtocol)
         }
-        if ip.isLaterFragment { return stats.recordPass(.laterFragment) }
         let transport: TransportHeader
         do { transport = try TransportHeader(ip: ip) } catch { return stats.recordMalformed(error) }
         let flow = FlowKey(ip: ip, transport: transport)
@@ -215,6 +219,34 @@ public struct ServiceLoadBalancer {
             if !conntrack.contains(candidate) { return candidate }
         }
         return nil
+    }
+
+    /// Translates an ICMP error about a tracked connection (conntrack's RELATED) as the kernel's
+    /// `nf_nat_icmp_reply_translation` does at its two NAT hooks: the quoted datagram becomes the packet its
+    /// sender really sent, and the outer addresses follow, so that the error reaches the right host and matches
+    /// its socket. False when the message is not such an error.
+    private mutating func translateRelatedError(_ ip: IPv4Packet) -> Bool {
+        guard let icmp = try? ICMPv4Message(ip: ip), let quoted = try? QuotedDatagram(icmp: icmp) else { return false }
+        let inner = quoted.flow
+        let key = FlowKey(source: inner.destination, destination: inner.source, sourcePort: inner.destinationPort,
+                          destinationPort: inner.sourcePort, protocolNumber: inner.protocolNumber)
+        guard let (slot, direction) = conntrack.lookup(key, now: clock) else { return false }
+        let entry = conntrack[slot]
+        let other = direction == .original ? entry.reply : entry.original
+        let destinationNAT = entry.original.destination != entry.reply.source
+            || entry.original.destinationPort != entry.reply.sourcePort
+        let sourceNAT = entry.original.source != entry.reply.destination
+            || entry.original.sourcePort != entry.reply.destinationPort
+        if direction == .original ? destinationNAT : sourceNAT {  // the destination-rewriting hook (PREROUTING)
+            quoted.setSource(other.source, port: other.sourcePort)
+            ip.destination = other.source
+        }
+        if direction == .original ? sourceNAT : destinationNAT {  // the source-rewriting hook (POSTROUTING)
+            quoted.setDestination(other.destination, port: other.destinationPort)
+            ip.source = other.destination
+        }
+        stats.translatedRelated += 1
+        return true
     }
 
     /// DNAT (and SNAT) in the original direction, their reverse in the reply direction, from the entry's tuples.

@@ -21,6 +21,8 @@ public final class NodeForwarder {
     private let routeOrder: [Int]
     /// Room for the frames the node builds (ARP, ICMP) and for the program's replies.
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Room for the program's replies while it runs on a frame the node built in `scratch`.
+    private let programScratch: UnsafeMutableRawBufferPointer
 
     public init(interfaces: [NodeInterface], program: ServiceLoadBalancer) {
         precondition(program.linkType == .ethernet, "TAP devices carry Ethernet frames")
@@ -29,9 +31,13 @@ public final class NodeForwarder {
         stats = NodeStats(interfaces: interfaces.count)
         routeOrder = interfaces.indices.sorted { interfaces[$0].prefixLength > interfaces[$1].prefixLength }
         scratch = .allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
+        programScratch = .allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        programScratch.deallocate()
+    }
 
     /// Handles one frame read from interface `ingress` at wall-clock time `now` (nanoseconds since the epoch).
     /// The frame is rewritten in place when forwarded.
@@ -62,7 +68,8 @@ public final class NodeForwarder {
             bytes.withUnsafeMutableBytes { frame in
                 guard let ip = try? IPv4Packet(frame: frame, offset: EthernetFrame.headerLength,
                                                wireLength: frame.count) else { return }
-                sendError(.hostUnreachable, about: frame, ip: ip, ingress: waiting.ingress, via: &transmitter)
+                sendError(.hostUnreachable, about: frame, ip: ip, ingress: waiting.ingress, translatedAt: now,
+                          via: &transmitter)
             }
         }
     }
@@ -200,14 +207,21 @@ public final class NodeForwarder {
 
     /// Sends an ICMP error about `frame` back out of the interface it came in on, from the node's address there
     /// (the builder swaps the frame's MAC addresses: the sender's becomes the destination, the node's the source).
+    /// With `translatedAt`, the error about a packet the program already translated goes through the program too,
+    /// which translates it back as RELATED (as conntrack does for the errors the kernel sends about such packets).
     private func sendError<Transmitter: FrameTransmitter>(_ kind: ICMPErrorReply.Kind,
                                                           about frame: UnsafeMutableRawBufferPointer,
-                                                          ip: IPv4Packet, ingress: Int,
+                                                          ip: IPv4Packet, ingress: Int, translatedAt now: Int64? = nil,
                                                           via transmitter: inout Transmitter)
     {
         guard let link = try? LinkHeader(frame: frame, linkType: .ethernet) else { return }
         let length = ICMPErrorReply.write(kind, about: frame, link: link, linkType: .ethernet, ip: ip,
                                           from: interfaces[ingress].address, into: scratch)
+        if let now {
+            var context = XDPContext(data: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length]),
+                                     wireLength: length, timestamp: now, generated: programScratch)
+            _ = program.run(&context)
+        }
         stats.record(kind == .timeExceeded ? .timeExceeded : .hostUnreachable)
         send(UnsafeRawBufferPointer(rebasing: scratch[0..<length]), on: ingress, via: &transmitter)
     }

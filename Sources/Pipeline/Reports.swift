@@ -51,10 +51,13 @@ public struct RunSummary: Encodable, Sendable {
     public var verdicts: [String: Int]
     public var translatedClientToPod: Int
     public var translatedPodToClient: Int
+    /// ICMP errors about tracked connections, translated (RELATED).
+    public var translatedICMPErrors: Int
     public var newConnections: Int
     /// New connections whose backend the capture's own replies decided (nil when the run did not follow them).
     public var choicesFromCapture: Int?
     public var rejected: Int
+    public var masqueraded: Int
     public var passed: [String: Int]
     public var malformed: [String: Int]
     public var drops: [String: Int]
@@ -75,9 +78,11 @@ public struct RunSummary: Encodable, Sendable {
         verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count(of: $0)) })
         translatedClientToPod = stats.translatedOriginal
         translatedPodToClient = stats.translatedReply
+        translatedICMPErrors = stats.translatedRelated
         newConnections = stats.newConnections
         choicesFromCapture = program.observed?.decided
         rejected = stats.rejected
+        masqueraded = stats.masqueraded
         passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })
         malformed = Dictionary(uniqueKeysWithValues: WireError.allCases.compactMap {
             stats.count(malformed: $0) > 0 ? ($0.name, stats.count(malformed: $0)) : nil
@@ -107,10 +112,10 @@ public struct RunSummary: Encodable, Sendable {
         lines.append("verdicts: " + XDPAction.allCases.map { "\($0.name) \(verdicts[$0.name] ?? 0)" }
             .joined(separator: ", "))
         lines.append("translated: \(translatedClientToPod) client->pod (DNAT), "
-            + "\(translatedPodToClient) pod->client (reverse NAT)")
+            + "\(translatedPodToClient) pod->client (reverse NAT), \(translatedICMPErrors) ICMP errors (RELATED)")
         let followed = choicesFromCapture.map { " (\($0) on the backend the capture shows)" } ?? ""
         lines.append("connections: \(newConnections) new\(followed), "
-            + "\(rejected) rejected (no endpoints), "
+            + "\(rejected) rejected (no endpoints), \(masqueraded) masqueraded, "
             + "\(conntrackEntries) in conntrack at end, \(conntrackEarlyDrops) early-dropped")
         lines.append("passed unchanged: " + PassReason.allCases.map { "\($0.name) \(passed[$0.name] ?? 0)" }
             .joined(separator: ", "))

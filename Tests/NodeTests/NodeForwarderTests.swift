@@ -225,7 +225,7 @@ struct NodeForwarderTests {
         }
     }
 
-    @Test("a next hop that never answers: three ARP requests a second apart, then ICMP host unreachable")
+    @Test("a next hop that never answers: three ARP requests a second apart, then ICMP host unreachable, translated back to the client's view")
     func unresolvedNeighbor() throws {
         let harness = try NodeHarness()
         let first = harness.receive(clientSYN().ethernetFrame(), on: 0)
@@ -235,6 +235,9 @@ struct NodeForwarderTests {
         try #require(givenUp.count == 1 && givenUp[0].interface == 0)
         let icmp = icmpMessage(of: givenUp[0].bytes)
         #expect(icmp[0] == 3 && icmp[1] == 1)
+        // Translated back as conntrack's RELATED: from the ClusterIP, quoting the packet the client sent.
+        #expect(Array(ipPacket(of: givenUp[0].bytes)[12..<20]) == [10, 96, 148, 206, 10, 0, 1, 2])
+        #expect(Array(icmp[(8 + 16)..<(8 + 20)]) == [10, 96, 148, 206] && Array(icmp[(8 + 22)..<(8 + 24)]) == [0, 80])
         #expect(harness.wait(seconds: 1).isEmpty)
         #expect(harness.node.stats.count(notForwarded: .neighborUnreachable) == 1)
     }
