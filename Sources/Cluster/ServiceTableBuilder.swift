@@ -33,7 +33,7 @@ public enum ServiceTableBuilder {
             guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
                 let kind = spec.type == "ExternalName" ? "ExternalName"
                     : spec.clusterIP == "None" ? "headless" : "no IPv4 ClusterIP"
-                unserved += ports.map {
+                unserved += ports.isEmpty ? ["\(serviceName) (\(kind): not load balanced)"] : ports.map {
                     "\(serviceName) port \($0.port) (\(kind): not load balanced)"
                 }
                 continue

@@ -157,7 +157,8 @@ struct ManifestTests {
             spec: {type: ExternalName, externalName: example.com}
             """)
         #expect(compiled.entries.isEmpty)
-        #expect(compiled.unservedPorts.count == 1)
+        #expect(compiled.unservedPorts == ["default/headless port 80 (headless: not load balanced)",
+                                           "default/external (ExternalName: not load balanced)"])
     }
 
     @Test("bad manifests name the document and the field", arguments: [

@@ -72,6 +72,42 @@ struct SampleCaptureTests {
         #expect(lines.filter { $0.rest.hasPrefix("udp 17") }.count == 6)
         #expect(result.standardError.contains("conntrack v1.4.7 (conntrack-tools): 18 flow entries have been shown."))
     }
+
+    @Test("cluster: every Service shape on node-a: Local policies stay on the node, external Cluster traffic is masqueraded, no endpoints is refused, the rest is not balanced")
+    func cluster() throws {
+        let directory = try TemporaryDirectory()
+        let result = try svcplane("rewrite", "-r", Repository.capture("cluster"), "-w", directory.file("out.pcap"),
+                                  "-f", "\(Repository.pcaps)/cluster.yaml", "--node-ip", "192.168.1.10",
+                                  "--node-name", "node-a", "--cluster-cidr", "10.244.0.0/16", "--lb", "round-robin",
+                                  "--conntrack-dump", "-")
+        try #require(result.status == 0, "\(result.standardError)")
+        let entries = listing(result.standardOutput).map(\.rest)
+        func replies(_ original: String) -> [String] {
+            entries.filter { $0.contains(original) }.map { line in
+                let fields = line.split(separator: " ").filter { $0.hasPrefix("src=") || $0.hasPrefix("dst=") }
+                return "\(fields[2].dropFirst(4))>\(fields[3].dropFirst(4))"
+            }
+        }
+        let nodeA = "10.244.1."
+        for frontend in ["dst=203.0.113.10 ", "dst=192.168.1.10 sport=4", "dst=10.96.10.40 "] {
+            let local = replies(frontend).filter { !$0.contains(">192.168.1.10") }
+            #expect(!local.isEmpty && local.allSatisfy { $0.hasPrefix(nodeA) && !$0.hasSuffix(">192.168.1.10") },
+                    "Local policy, client address kept: \(frontend) \(local)")
+        }
+        for frontend in ["dport=30081 ", "dport=30090 ", "dst=192.0.2.50 ", "src=172.16.0.5 dst=10.96.10.10 "] {
+            let masqueraded = replies(frontend)
+            #expect(masqueraded.count == 3 && masqueraded.allSatisfy { $0.hasSuffix(">192.168.1.10") }, "\(frontend)")
+        }
+        #expect(Set(replies("dst=10.96.10.20 ")).count == 1, "ClientIP affinity: one cart pod")
+        #expect(replies("dport=30081 ").allSatisfy { !$0.hasPrefix("10.244.1.108:") && !$0.hasPrefix("10.244.2.109:") },
+                "not-ready catalog pods get nothing")
+        #expect(result.standardError.contains("1 rejected (no endpoints), 12 masqueraded"))
+        for unserved in ["payments/ledger port 5432 (headless", "payments/bank", "monitoring/sctp-probe"] {
+            #expect(result.standardError.contains("service \(unserved)"), "\(unserved)")
+        }
+        #expect(result.standardError.contains("other_protocol 2"), "SCTP and ping pass unchanged")
+        #expect(try tsharkBadChecksums(directory.file("out.pcap")).isEmpty)
+    }
 }
 
 @Suite("Command line")
