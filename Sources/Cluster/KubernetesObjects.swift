@@ -48,6 +48,8 @@ public struct ServiceObject: Decodable, Sendable {
         public var externalIPs: [String]?
         public var externalTrafficPolicy: String?
         public var internalTrafficPolicy: String?
+        public var healthCheckNodePort: Int?
+        public var loadBalancerSourceRanges: [String]?
     }
 
     public struct Port: Decodable, Sendable {

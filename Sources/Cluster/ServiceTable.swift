@@ -103,8 +103,13 @@ public struct ServicePortEntry: Sendable {
     public var loadBalancerIPs: [IPv4Address] = []
     /// `internalTrafficPolicy: Local`: ClusterIP traffic goes to endpoints on this node only.
     public var internalTrafficLocal = false
-    /// `externalTrafficPolicy: Local`: external traffic goes to endpoints on this node only, unmasqueraded.
+    /// `externalTrafficPolicy: Local` on a NodePort or LoadBalancer Service: external traffic goes to endpoints
+    /// on this node only, unmasqueraded.
     public var externalTrafficLocal = false
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with `externalTrafficPolicy: Local`.
+    public var healthCheckNodePort: UInt16?
+    /// `spec.loadBalancerSourceRanges`: when set, only these clients may reach the load balancer IPs.
+    public var loadBalancerSourceRanges: [IPv4Network] = []
     /// Every endpoint, in kube-proxy's order: by the text "ip:port" (so 10.0.1.10 comes before 10.0.1.2).
     public var backends: [Backend]
     /// Indices into `backends` that take new connections: the ready ones, or when none is ready the
@@ -120,6 +125,18 @@ public struct ServicePortEntry: Sendable {
         self.backends = backends
         self.usableBackends = usableBackends
         self.affinity = affinity
+    }
+
+    /// Whether the Service port is reached from outside the cluster: a node port, external or load balancer IPs.
+    public var isExternallyAccessible: Bool { nodePort != nil || !externalIPs.isEmpty || !loadBalancerIPs.isEmpty }
+
+    /// The usable endpoints on node `nodeName` (kube-proxy's local endpoints): the ready ones there, or when none
+    /// is ready the serving-and-terminating ones there. Every usable endpoint when `nodeName` is nil.
+    public func usableBackends(onNode nodeName: String?) -> [Int] {
+        guard let nodeName else { return usableBackends }
+        let here = backends.indices.filter { backends[$0].nodeName == nodeName }
+        let ready = here.filter { backends[$0].ready }
+        return ready.isEmpty ? here.filter { backends[$0].serving && backends[$0].terminating } : ready
     }
 
     /// The frontends reached from outside the cluster that share the Service port (external and LB IPs).

@@ -1,3 +1,4 @@
+import Foundation
 import PacketWire
 
 /// Validates loaded manifests and resolves each Service port to its endpoints, the way the
@@ -175,6 +176,8 @@ struct Exposure {
     var loadBalancerIPs: [IPv4Address] = []
     var externalTrafficLocal = false
     var internalTrafficLocal = false
+    var healthCheckNodePort: UInt16?
+    var loadBalancerSourceRanges: [IPv4Network] = []
 
     init(_ spec: ServiceObject.Spec, status: ServiceObject.Status?, origin: String) throws(ManifestError) {
         type = spec.type ?? "ClusterIP"
@@ -198,9 +201,29 @@ struct Exposure {
                 }
                 loadBalancerIPs.append(address)
             }
+            for (index, text) in (spec.loadBalancerSourceRanges ?? []).enumerated() {
+                let trimmed = text.trimmingCharacters(in: .whitespaces)
+                guard !trimmed.contains(":") else { continue }  // IPv6
+                guard let range = IPv4Network(trimmed) else {
+                    throw ManifestError(origin: origin, field: "spec.loadBalancerSourceRanges[\(index)]",
+                                        message: "\"\(text)\" is not a CIDR")
+                }
+                // Written as Go's net.IPNet prints it: the network address.
+                loadBalancerSourceRanges.append(IPv4Network(address: IPv4Address(range.address.value & range.mask),
+                                                            prefixLength: range.prefixLength))
+            }
         }
+        // The API server takes the external policy for every Service; kube-proxy applies it to node ports and
+        // load balancers only (a ClusterIP Service's external IPs always use the cluster-wide endpoints).
         externalTrafficLocal = try Self.isLocal(spec.externalTrafficPolicy, field: "spec.externalTrafficPolicy",
-                                                origin: origin)
+                                                origin: origin) && (type == "NodePort" || type == "LoadBalancer")
+        if type == "LoadBalancer", externalTrafficLocal, let port = spec.healthCheckNodePort {
+            guard let number = UInt16(exactly: port), number > 0 else {
+                throw ManifestError(origin: origin, field: "spec.healthCheckNodePort",
+                                    message: "\(port) is not in 1-65535")
+            }
+            healthCheckNodePort = number
+        }
         internalTrafficLocal = try Self.isLocal(spec.internalTrafficPolicy, field: "spec.internalTrafficPolicy",
                                                 origin: origin)
     }
@@ -226,6 +249,8 @@ struct Exposure {
         entry.loadBalancerIPs = loadBalancerIPs
         entry.externalTrafficLocal = externalTrafficLocal
         entry.internalTrafficLocal = internalTrafficLocal
+        entry.healthCheckNodePort = healthCheckNodePort
+        entry.loadBalancerSourceRanges = loadBalancerSourceRanges
     }
 }
 

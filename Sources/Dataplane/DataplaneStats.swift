@@ -38,6 +38,8 @@ public enum DropReason: Int, Sendable, CaseIterable {
     case insertFailed
     /// A `Local` traffic policy and no endpoint on this node (kube-proxy's "has no local endpoints" DROP).
     case noLocalEndpoints
+    /// A client outside `loadBalancerSourceRanges` to a load balancer IP (kube-proxy's KUBE-PROXY-FIREWALL DROP).
+    case loadBalancerFirewall
 
     public var name: String {
         switch self {
@@ -45,6 +47,7 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .tableFull: "table_full"
         case .insertFailed: "insert_failed"
         case .noLocalEndpoints: "no_local_endpoints"
+        case .loadBalancerFirewall: "load_balancer_firewall"
         }
     }
 }

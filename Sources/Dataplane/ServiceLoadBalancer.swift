@@ -171,6 +171,11 @@ public struct ServiceLoadBalancer {
             stats.record(.tx)
             return .tx
         }
+        if !entry.loadBalancerSourceRanges.isEmpty, entry.loadBalancerIPs.contains(flow.destination),
+           !entry.loadBalancerSourceRanges.contains(where: { $0.contains(flow.source) })
+        {
+            return stats.recordDrop(.loadBalancerFirewall)
+        }
         let candidates = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
         guard !candidates.isEmpty else { return stats.recordDrop(.noLocalEndpoints) }
         let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)

@@ -17,13 +17,7 @@ struct TrafficPolicy {
     }
 
     mutating func load(_ table: ServiceTable) {
-        local = table.entries.map { entry in
-            guard let nodeName else { return entry.usableBackends }
-            let here = entry.backends.map { $0.nodeName == nodeName ? $0 : nil }
-            let ready = here.indices.filter { here[$0]?.ready == true }
-            return ready.isEmpty ? here.indices.filter { here[$0].map { $0.serving && $0.terminating } ?? false }
-                : ready
-        }
+        local = table.entries.map { $0.usableBackends(onNode: nodeName) }
     }
 
     /// Whether the Local policy governs a connection from `source` arriving by `scope`. External traffic from

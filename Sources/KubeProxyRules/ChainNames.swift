@@ -5,8 +5,13 @@ import Crypto
 /// SHA-256 of `servicePortName + protocol` (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-) or
 /// `servicePortName + protocol + "ip:port"` (KUBE-SEP-), protocol in lower case.
 public enum ChainNames {
-    public static func service(_ entry: ServicePortEntry) -> String {
-        "KUBE-SVC-" + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
+    public static func service(_ entry: ServicePortEntry) -> String { "KUBE-SVC-" + portHash(entry) }
+    public static func local(_ entry: ServicePortEntry) -> String { "KUBE-SVL-" + portHash(entry) }
+    public static func external(_ entry: ServicePortEntry) -> String { "KUBE-EXT-" + portHash(entry) }
+    public static func firewall(_ entry: ServicePortEntry) -> String { "KUBE-FW-" + portHash(entry) }
+
+    private static func portHash(_ entry: ServicePortEntry) -> String {
+        hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
     }
 
     public static func endpoint(_ entry: ServicePortEntry, _ backend: Backend) -> String {

@@ -5,7 +5,11 @@ import KubeProxyRules
 struct RulesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules",
-        abstract: "Print the rules kube-proxy would program for the cluster (iptables-restore input).")
+        abstract: "Print the rules kube-proxy would program for the cluster (iptables-restore input).",
+        discussion: """
+            ClusterIP, NodePort, LoadBalancer (status ingress IPs) and external IPs, internal and external traffic \
+            policies, session affinity, masquerade: the nat and filter tables of kube-proxy 1.29's iptables mode.
+            """)
 
     /// Proxy modes whose rules svcplane renders.
     enum Mode: String, ExpressibleByArgument, CaseIterable {
@@ -22,8 +26,14 @@ struct RulesCommand: ParsableCommand {
         """)
     var clusterCIDR: String?
 
+    @Option(name: .customLong("node-name"), help: """
+        The node's name, for Local traffic policies (endpoints with this nodeName are local; all are without it).
+        """)
+    var nodeName: String?
+
     func run() throws {
         let table = try cluster.serviceTable()
-        Output.standardOutput(IPTablesRules.render(table, options: KubeProxyOptions(clusterCIDR: clusterCIDR)))
+        Output.standardOutput(IPTablesRules.render(table, options: KubeProxyOptions(clusterCIDR: clusterCIDR,
+                                                                                    nodeName: nodeName)))
     }
 }

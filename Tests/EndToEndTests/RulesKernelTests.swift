@@ -4,11 +4,13 @@ import Testing
 @Suite("kube-proxy rules in a real kernel")
 struct RulesKernelTests {
     @Test("svcplane rules loads with iptables-restore into a namespace and the kernel lists every chain",
-          .enabled(if: LiveKernel.available, LiveKernel.reason))
-    func loadIntoKernel() throws {
+          .enabled(if: LiveKernel.available, LiveKernel.reason), arguments: [
+              ["-f", "\(Repository.pcaps)/service-demo.yaml", "-f", "\(Repository.pcaps)/refused.yaml"],
+              ["-f", "\(Repository.pcaps)/cluster.yaml", "--node-name", "node-a"],
+          ])
+    func loadIntoKernel(manifests: [String]) throws {
         let directory = try TemporaryDirectory()
-        let rules = try svcplane("rules", "-f", "\(Repository.pcaps)/service-demo.yaml", "-f",
-                                 "\(Repository.pcaps)/refused.yaml", "--cluster-cidr", "10.244.0.0/16")
+        let rules = try runProcess(Repository.binary, ["rules", "--cluster-cidr", "10.244.0.0/16"] + manifests)
         try #require(rules.status == 0, "\(rules.standardError)")
         try rules.standardOutput.write(toFile: directory.file("rules"), atomically: true, encoding: .utf8)
 
@@ -24,6 +26,64 @@ struct RulesKernelTests {
         #expect(declared.count > 10)
         for chain in declared { #expect(saved.standardOutput.contains(chain), "\(chain) is in the kernel") }
         #expect(saved.standardOutput.contains("-m statistic --mode random --probability 0.33333333349"))
-        #expect(saved.standardOutput.contains("--comment \"default/no-endpoints has no endpoints\""))
+        #expect(saved.standardOutput.contains("has no endpoints\""))
+    }
+}
+
+/// One `conntrack -L` line reduced to what a Service decided: the frontend a client reached and the endpoint
+/// (and masquerade) the node chose.
+private struct Decision {
+    let frontend: String
+    let endpoint: String
+    let masqueraded: Bool
+
+    init?(_ line: Substring) {
+        let fields = line.split(separator: " ")
+        let values = fields.compactMap { field -> (String, String)? in
+            let parts = field.split(separator: "=", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }
+        let keys = values.map(\.0)
+        guard keys.starts(with: ["src", "dst", "sport", "dport", "src", "dst", "sport", "dport"]) else { return nil }
+        frontend = "\(fields[0]) \(values[0].1) > \(values[1].1):\(values[3].1)"
+        endpoint = "\(values[4].1):\(values[6].1)"
+        masqueraded = values[5].1 != values[0].1
+    }
+}
+
+@Suite("svcplane against the kernel running its own rules")
+struct FrontendDifferentialTests {
+    @Test("every frontend of pcaps/cluster.yaml: the kernel with svcplane's rules picks among the endpoints svcplane picks among, masquerades the same connections, refuses and drops the same ones",
+          .enabled(if: LiveKernel.available, LiveKernel.reason))
+    func everyFrontend() throws {
+        let directory = try TemporaryDirectory()
+        let probe = try runProcess(Repository.root + "/tools/kernel-frontends",
+                                   [directory.path, "\(Repository.pcaps)/cluster.yaml", "node-a", "40"],
+                                   environment: ["SVCPLANE": Repository.binary])
+        try #require(probe.status == 0, "tools/kernel-frontends failed: \(probe.standardError)")
+        let replay = try svcplane("rewrite", "-r", directory.file("node-in.pcap"), "-w", directory.file("out.pcap"),
+                                  "-f", "\(Repository.pcaps)/cluster.yaml", "--node-ip", "192.168.100.10",
+                                  "--node-ip", "10.0.1.1", "--node-name", "node-a", "--cluster-cidr", "10.244.0.0/16",
+                                  "--lb", "round-robin", "--no-follow-capture", "--conntrack-dump", "-", "--quiet")
+        try #require(replay.status == 0, "\(replay.standardError)")
+        let kernelListing = try String(contentsOfFile: directory.file("conntrack.txt"), encoding: .utf8)
+        let kernel = Dictionary(grouping: kernelListing.split(separator: "\n").compactMap(Decision.init), by: \.frontend)
+        let ours = Dictionary(grouping: replay.standardOutput.split(separator: "\n").compactMap(Decision.init),
+                              by: \.frontend)
+        #expect(kernel.count > 20, "connections of both clients to most frontends")
+        #expect(Set(kernel.keys) == Set(ours.keys), "the same frontends were served (the rest refused or dropped)")
+        for (frontend, decisions) in kernel {
+            let choices = Set(decisions.map(\.endpoint))
+            let candidates = Set((ours[frontend] ?? []).map(\.endpoint))  // round-robin: every candidate, in order
+            if frontend.hasSuffix("> 10.96.10.20:80") {  // shop/cart, ClientIP affinity: one endpoint per client
+                #expect(choices.count == 1 && candidates.count == 1, "\(frontend): kernel \(choices), svcplane \(candidates)")
+            } else {
+                #expect(choices.isSubset(of: candidates), "\(frontend): kernel \(choices), svcplane \(candidates)")
+                if candidates.count <= 3 { #expect(choices == candidates, "\(frontend)") }
+            }
+            #expect(Set(decisions.map(\.masqueraded)) == Set((ours[frontend] ?? []).map(\.masqueraded)),
+                    "\(frontend): masquerade")
+            #expect(decisions.count == ours[frontend]?.count, "\(frontend): connections")
+        }
     }
 }
