@@ -11,7 +11,7 @@ private let exposed = """
     kind: Service
     metadata: {name: web, namespace: default}
     spec: {type: LoadBalancer, clusterIP: 10.96.148.206, selector: {app: web}, externalIPs: [192.0.2.10],
-           ports: [{port: 80, targetPort: 9376, nodePort: 30080}]}
+           loadBalancerSourceRanges: [172.16.0.0/16], ports: [{port: 80, targetPort: 9376, nodePort: 30080}]}
     status: {loadBalancer: {ingress: [{ip: 203.0.113.7}, {hostname: lb.example.com}]}}
     ---
     kind: Service
@@ -84,6 +84,14 @@ struct ServiceExposureTests {
         let line = ConntrackRecord(harness.program.conntrack.entries(at: clock)[0], now: clock).line
         #expect(line.contains("src=172.16.0.5 dst=\(address) sport=40000 dport=\(port) src=10.244.1.11 "
             + "dst=\(nodeIP) sport=9376 dport=\(out.sourcePort)"), "\(line)")
+    }
+
+    @Test("loadBalancerSourceRanges: a client outside them is dropped at the load balancer IP, not at the node port")
+    func sourceRanges() throws {
+        var harness = try exposedHarness()
+        #expect(harness.run(packet(from: "198.51.100.9", to: "203.0.113.7", 80).ethernetFrame()).0 == .drop)
+        #expect(harness.program.stats.count(dropped: .loadBalancerFirewall) == 1)
+        #expect(harness.run(packet(from: "198.51.100.9", to: nodeIP, 30080).ethernetFrame()).0 == .pass)
     }
 
     @Test("a node port on an address that is not the node's is not a Service")
