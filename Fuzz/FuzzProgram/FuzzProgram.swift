@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary bytes as a sequence of frames through the frame decoder and the whole
-// service program, with its conntrack state carried from frame to frame.
+// service program (node ports, external IPs, a Local policy, masquerade, ICMP errors about tracked connections),
+// with its conntrack state carried from frame to frame.
 // Input: [link type selector][length][frame bytes]... (the selector picks Ethernet, raw IPv4 or cooked).
 import FuzzDriver
 import Cluster
@@ -9,12 +10,14 @@ import PacketWire
 let manifest = """
     kind: Service
     metadata: {name: web}
-    spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]}
+    spec: {type: NodePort, clusterIP: 10.96.0.1, externalIPs: [192.0.2.1], externalTrafficPolicy: Local,
+           ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080},
+                   {name: dns, port: 53, protocol: UDP, nodePort: 30053}]}
     ---
     kind: Endpoints
     metadata: {name: web}
     subsets:
-    - addresses: [{ip: 10.244.1.1}, {ip: 10.244.2.2}]
+    - addresses: [{ip: 10.244.1.1, nodeName: n1}, {ip: 10.244.2.2}]
       ports: [{name: http, port: 8080}, {name: dns, port: 53, protocol: UDP}]
     ---
     kind: Service
@@ -44,6 +47,9 @@ public func fuzzProgram(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 1 else { return 0 }
     var configuration = LoadBalancerConfiguration()
     configuration.conntrackMax = 8
+    configuration.nodeAddresses = [IPv4Address(10, 0, 0, 1)]
+    configuration.nodeName = "n1"
+    configuration.clusterCIDR = IPv4Network("10.244.0.0/16")
     var program = ServiceLoadBalancer(table: table, linkType: linkTypes[Int(data[0]) % linkTypes.count],
                                       configuration: configuration)
     var offset = 1
