@@ -211,8 +211,10 @@ public struct ServiceLoadBalancer {
     /// (1-511, 600-1023 or 1024-65535), here from a hash of the seed and the tuple so that runs repeat, moving on
     /// while the tuple is taken. Nil when there is no node address or no free port.
     private func masquerade(_ flow: FlowKey, toward reply: FlowKey) -> FlowKey? {
-        let route = configuration.sourceRoutes.filter { $0.contains(reply.source) }
-            .max { $0.prefixLength < $1.prefixLength }
+        var route: IPv4Network?
+        for network in configuration.sourceRoutes where network.contains(reply.source) {
+            if network.prefixLength > route?.prefixLength ?? -1 { route = network }
+        }
         guard let address = route?.address ?? configuration.nodeAddresses.first else { return nil }
         let (first, count): (Int, Int) = flow.sourcePort >= 1024 ? (1024, 64512)
             : flow.sourcePort >= 512 ? (600, 424) : (1, 511)
