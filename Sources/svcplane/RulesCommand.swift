@@ -16,10 +16,24 @@ struct RulesCommand: ParsableCommand {
         case iptables
     }
 
+    /// How the iptables rules are printed.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        /// What kube-proxy feeds to iptables-restore.
+        case restore
+        /// What iptables-save shows once they are loaded.
+        case iptablesSave = "iptables-save"
+    }
+
     @OptionGroup var cluster: ManifestOptions
 
     @Option(help: "kube-proxy mode.")
     var mode: Mode = .iptables
+
+    @Option(help: """
+        restore: the input kube-proxy gives iptables-restore; iptables-save: the rules as iptables-save shows them \
+        once loaded (prefix lengths, match order, --set-xmark, stored probabilities).
+        """)
+    var format: Format = .restore
 
     @Option(name: .customLong("cluster-cidr"), help: """
         kube-proxy's --cluster-cidr: ClusterIP traffic from outside it is marked for masquerade.
@@ -33,7 +47,7 @@ struct RulesCommand: ParsableCommand {
 
     func run() throws {
         let table = try cluster.serviceTable()
-        Output.standardOutput(IPTablesRules.render(table, options: KubeProxyOptions(clusterCIDR: clusterCIDR,
-                                                                                    nodeName: nodeName)))
+        let rules = IPTablesRules.render(table, options: KubeProxyOptions(clusterCIDR: clusterCIDR, nodeName: nodeName))
+        Output.standardOutput(format == .restore ? rules : IPTablesSave.render(restorePayload: rules))
     }
 }

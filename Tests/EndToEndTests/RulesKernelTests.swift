@@ -3,7 +3,7 @@ import Testing
 
 @Suite("kube-proxy rules in a real kernel")
 struct RulesKernelTests {
-    @Test("svcplane rules loads with iptables-restore into a namespace and the kernel lists every chain",
+    @Test("svcplane rules loads with iptables-restore into a namespace, and iptables-save shows what --format iptables-save prints",
           .enabled(if: LiveKernel.available, LiveKernel.reason), arguments: [
               ["-f", "\(Repository.pcaps)/service-demo.yaml", "-f", "\(Repository.pcaps)/refused.yaml"],
               ["-f", "\(Repository.pcaps)/cluster.yaml", "--node-name", "node-a"],
@@ -26,6 +26,14 @@ struct RulesKernelTests {
         #expect(declared.count > 10)
         for chain in declared { #expect(saved.standardOutput.contains(chain), "\(chain) is in the kernel") }
         #expect(saved.standardOutput.contains("-m statistic --mode random --probability 0.33333333349"))
+        let predicted = try runProcess(Repository.binary, ["rules", "--cluster-cidr", "10.244.0.0/16",
+                                                           "--format", "iptables-save"] + manifests)
+        let shown = saved.standardOutput.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        let ours = predicted.standardOutput.split(separator: "\n")
+        for (index, line) in shown.enumerated() {
+            #expect(index < ours.count && ours[index] == line, "iptables-save line \(index + 1)")
+        }
+        #expect(ours.count == shown.count, "--format iptables-save prints what iptables-save shows")
         #expect(saved.standardOutput.contains("has no endpoints\""))
     }
 }
