@@ -157,7 +157,7 @@ public struct ServiceTable: Sendable {
     public let externalIndex: [Frontend: Int]
     /// Node ports to index in `entries`.
     public let nodePortIndex: [NodePort: Int]
-    /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only, SCTP).
+    /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only).
     public let unservedPorts: [String]
 
     public init(entries: [ServicePortEntry], unservedPorts: [String] = []) {

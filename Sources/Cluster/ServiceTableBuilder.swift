@@ -49,10 +49,6 @@ public enum ServiceTableBuilder {
                 let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
                 let name = ServicePortName(namespace: namespace, name: service.metadata.name, port: port.name ?? "")
                 let frontend = Frontend(address: clusterIP, port: UInt16(port.port), serviceProtocol: serviceProtocol)
-                guard serviceProtocol != .sctp else {
-                    unserved.append("\(name) \(frontend) (SCTP is not load balanced)")
-                    continue
-                }
                 guard frontends.insert(frontend).inserted else {
                     throw ManifestError(origin: located.origin, field: "spec.ports",
                                         message: "\(frontend) is listed twice")

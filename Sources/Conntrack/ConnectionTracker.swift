@@ -43,7 +43,8 @@ public enum TrackingOutcome: Equatable, Sendable {
     case reopen
 }
 
-/// Netfilter's per-packet protocol tracking (`nf_conntrack_tcp_packet`, `nf_conntrack_udp_packet`),
+/// Netfilter's per-packet protocol tracking (`nf_conntrack_tcp_packet`, `nf_conntrack_udp_packet`,
+/// `nf_conntrack_sctp_packet`),
 /// applied to one entry.
 public enum ConnectionTracker {
     static let nanosecondsPerSecond: Int64 = 1_000_000_000
@@ -126,6 +127,31 @@ public enum ConnectionTracker {
         } else {
             entry.expires = now + timeouts.udp * nanosecondsPerSecond
         }
+    }
+
+    /// Whether an SCTP packet may create an entry (`sctp_new` and the out-of-the-blue rules): every chunk must
+    /// lead somewhere from no state, and ABORT, SHUTDOWN_COMPLETE and COOKIE_ACK never start an association.
+    public static func sctpCanOpen(_ chunks: SCTPChunks) -> Bool {
+        !chunks.malformed && !chunks.hasOtherChunks && chunks.count > 0
+            && !chunks.contains(6) && !chunks.contains(14) && !chunks.contains(11)
+    }
+
+    /// Tracks an SCTP packet on `entry` (`nf_conntrack_sctp_packet`): each control chunk in turn through the
+    /// transition table, ASSURED on reaching ESTABLISHED, then the timeout of the state reached. Verification
+    /// tags are not checked.
+    public static func trackSCTP(_ entry: inout ConntrackEntry, direction: ConntrackDirection, chunks: SCTPChunks,
+                                 now: Int64, timeouts: ConntrackTimeouts) -> TrackingOutcome
+    {
+        guard !chunks.malformed else { return .invalid }
+        for index in 0..<chunks.count {
+            guard let next = SCTPStateMachine.next(entry.sctpState, chunk: chunks[index], direction: direction) else {
+                return .invalid
+            }
+            entry.sctpState = next
+            if next == .established { entry.assured = true }
+        }
+        entry.expires = now + timeouts.sctp[entry.sctpState.rawValue] * nanosecondsPerSecond
+        return .accepted
     }
 
     private static func timeoutFor(_ state: TCPState, index: TCPFlagIndex, tracking: TCPTrackingDetails,

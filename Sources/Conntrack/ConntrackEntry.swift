@@ -6,8 +6,10 @@ public struct ConntrackEntry: Sendable {
     public var original: FlowKey
     /// Tuple replies are expected to carry (pod to client, after DNAT).
     public var reply: FlowKey
-    /// TCP state; `.none` for UDP.
+    /// TCP state; `.none` for other protocols.
     public var tcpState: TCPState = .none
+    /// SCTP state; `.none` for other protocols.
+    public var sctpState: SCTPState = .none
     /// A packet was seen in the reply direction (`IPS_SEEN_REPLY`).
     public var seenReply = false
     /// The connection is established enough not to be early-dropped (`IPS_ASSURED`).

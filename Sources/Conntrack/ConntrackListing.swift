@@ -20,7 +20,7 @@ public struct ConntrackRecord: Encodable, Sendable, Equatable {
     public var protocolNumber: UInt8
     /// Seconds until the entry expires.
     public var timeout: Int64
-    /// TCP state name; nil for UDP.
+    /// TCP or SCTP state name; nil for UDP.
     public var state: String?
     public var original: Tuple
     public var reply: Tuple
@@ -29,9 +29,13 @@ public struct ConntrackRecord: Encodable, Sendable, Equatable {
 
     public init(_ entry: ConntrackEntry, now: Int64) {
         protocolNumber = entry.original.protocolNumber
-        self.protocol = protocolNumber == IPProtocol.tcp ? "tcp" : protocolNumber == IPProtocol.udp ? "udp" : "unknown"
+        switch protocolNumber {
+        case IPProtocol.tcp: (self.protocol, state) = ("tcp", entry.tcpState.name)
+        case IPProtocol.udp: (self.protocol, state) = ("udp", nil)
+        case IPProtocol.sctp: (self.protocol, state) = ("sctp", entry.sctpState.name)
+        default: (self.protocol, state) = ("unknown", nil)
+        }
         timeout = entry.secondsLeft(at: now)
-        state = protocolNumber == IPProtocol.tcp ? entry.tcpState.name : nil
         original = Tuple(entry.original)
         reply = Tuple(entry.reply)
         unreplied = !entry.seenReply

@@ -59,16 +59,20 @@ public struct ConntrackTable: Sendable {
         case clash
     }
 
-    /// Applies protocol tracking to an entry at `now` (`segment` for TCP, nil for UDP) and marks the reply as
-    /// seen afterwards, in the order `nf_conntrack_in` does. (A method of the table, so that the entry is
-    /// updated in place: a cross-module `_modify` accessor would allocate its coroutine frame per packet.)
-    public mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?, now: Int64,
-                               timeouts: ConntrackTimeouts) -> TrackingOutcome
+    /// Applies protocol tracking to an entry at `now` (`segment` for TCP, `chunks` for SCTP, neither for UDP)
+    /// and marks the reply as seen afterwards, in the order `nf_conntrack_in` does. (A method of the table, so
+    /// that the entry is updated in place: a cross-module `_modify` accessor would allocate its coroutine frame
+    /// per packet.)
+    public mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?,
+                               chunks: SCTPChunks? = nil, now: Int64, timeouts: ConntrackTimeouts) -> TrackingOutcome
     {
         let outcome: TrackingOutcome
         if let segment {
             outcome = ConnectionTracker.trackTCP(&slots[slot]!, direction: direction, segment: segment, now: now,
                                                  timeouts: timeouts)
+        } else if let chunks {
+            outcome = ConnectionTracker.trackSCTP(&slots[slot]!, direction: direction, chunks: chunks, now: now,
+                                                  timeouts: timeouts)
         } else {
             ConnectionTracker.trackUDP(&slots[slot]!, now: now, timeouts: timeouts)
             outcome = .accepted

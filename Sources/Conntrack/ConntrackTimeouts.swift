@@ -1,4 +1,4 @@
-/// Timeouts in seconds, with the kernel's defaults (nf_conntrack_proto_tcp.c, _udp.c, _icmp.c).
+/// Timeouts in seconds, with the kernel's defaults (nf_conntrack_proto_tcp.c, _udp.c, _sctp.c).
 /// kube-proxy's flags set some of them on a node (`--conntrack-tcp-timeout-established`, ...).
 public struct ConntrackTimeouts: Sendable, Equatable {
     /// Per TCP state, indexed by `TCPState.rawValue`.
@@ -13,6 +13,8 @@ public struct ConntrackTimeouts: Sendable, Equatable {
     public var udp: Int64 = 30
     /// UDP streams, replied and older than two seconds (`nf_conntrack_udp_timeout_stream`).
     public var udpStream: Int64 = 120
+    /// Per SCTP state, indexed by `SCTPState.rawValue` (Linux 6.2 and later: ESTABLISHED 210 s).
+    public var sctp: [Int64] = [10, 10, 3, 3, 210, 3, 3, 3, 30]
 
     public init() {}
 

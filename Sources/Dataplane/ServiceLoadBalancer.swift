@@ -105,7 +105,9 @@ public struct ServiceLoadBalancer {
         } catch { return stats.recordMalformed(error) }
         let protocolNumber = ip.protocolNumber
         if ip.isLaterFragment { return stats.recordPass(.laterFragment) }
-        guard protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp else {
+        guard protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp
+            || protocolNumber == IPProtocol.sctp
+        else {
             if protocolNumber == IPProtocol.icmp && translateRelatedError(ip) {
                 stats.record(.pass)
                 return .pass
@@ -117,10 +119,12 @@ public struct ServiceLoadBalancer {
         let flow = FlowKey(ip: ip, transport: transport)
         let segment = protocolNumber == IPProtocol.tcp
             ? TCPSegmentSummary(TCPSegment(header: transport, ip: ip)) : nil
+        let chunks = protocolNumber == IPProtocol.sctp
+            ? SCTPChunks(frame: frame, offset: transport.offset, length: transport.length) : nil
 
         if let found = conntrack.lookup(flow, now: clock) {
             let (slot, direction) = (found.slot, found.direction)
-            switch track(slot: slot, direction: direction, segment: segment) {
+            switch track(slot: slot, direction: direction, segment: segment, chunks: chunks) {
             case .invalid:
                 return stats.recordDrop(.conntrackInvalid)
             case .reopen:
@@ -141,27 +145,28 @@ public struct ServiceLoadBalancer {
                                                               serviceProtocol: serviceProtocol),
                                                      nodeAddresses: configuration.nodeAddresses)
         else { return stats.recordPass(.notService) }
-        return open(entryIndex, scope: scope, flow: flow, segment: segment, ip: ip, transport: transport,
-                    link: link, context: &context)
+        return open(entryIndex, scope: scope, flow: flow, segment: segment, chunks: chunks, ip: ip,
+                    transport: transport, link: link, context: &context)
     }
 
     /// Protocol tracking of a found entry at the program's clock.
-    private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?)
-        -> TrackingOutcome
+    private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?,
+                                chunks: SCTPChunks?) -> TrackingOutcome
     {
-        conntrack.track(slot: slot, direction: direction, segment: segment, now: clock,
+        conntrack.track(slot: slot, direction: direction, segment: segment, chunks: chunks, now: clock,
                         timeouts: configuration.timeouts)
     }
 
     /// A first packet to a frontend: reject without endpoints, drop without local ones under a Local policy,
     /// else choose a backend, masquerade if kube-proxy would, track and translate.
     private mutating func open(_ entryIndex: Int, scope: TrafficScope, flow: FlowKey, segment: TCPSegmentSummary?,
-                               ip: IPv4Packet, transport: TransportHeader, link: LinkHeader,
+                               chunks: SCTPChunks?, ip: IPv4Packet, transport: TransportHeader, link: LinkHeader,
                                context: inout XDPContext) -> XDPAction
     {
         if let segment, ConnectionTracker.openingState(for: segment.flags) == nil {
             return stats.recordDrop(.conntrackInvalid)  // not NEW: neither balanced nor rejected
         }
+        if let chunks, !ConnectionTracker.sctpCanOpen(chunks) { return stats.recordDrop(.conntrackInvalid) }
         let entry = table.entries[entryIndex]
         guard !entry.usableBackends.isEmpty else {
             stats.rejected += 1
@@ -198,7 +203,7 @@ public struct ServiceLoadBalancer {
         case .failure(.clash): return stats.recordDrop(.insertFailed)
         }
         if entry.affinity != nil { affinity.set(client: flow.source, backend: backend, on: entry, now: clock) }
-        _ = track(slot: slot, direction: .original, segment: segment)  // a SYN or an ACK: always accepted
+        _ = track(slot: slot, direction: .original, segment: segment, chunks: chunks)  // an opening packet
         stats.newConnections += 1
         stats.recordConnection(backend: global)
         translate(ip, transport, slot: slot, direction: .original)
@@ -353,6 +358,7 @@ extension ServiceProtocol {
         switch number {
         case IPProtocol.tcp: self = .tcp
         case IPProtocol.udp: self = .udp
+        case IPProtocol.sctp: self = .sctp
         default: return nil
         }
     }

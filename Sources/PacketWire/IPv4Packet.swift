@@ -3,6 +3,7 @@ public enum IPProtocol {
     public static let icmp: UInt8 = 1
     public static let tcp: UInt8 = 6
     public static let udp: UInt8 = 17
+    public static let sctp: UInt8 = 132
 }
 
 /// In-place view of an IPv4 header inside a frame. The initializer validates everything the

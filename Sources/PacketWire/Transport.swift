@@ -1,11 +1,13 @@
-/// In-place view of a TCP or UDP header: the two ports and the checksum, which is what NAT touches.
-/// TCP-only fields are read through `TCPSegment`.
+/// In-place view of a TCP, UDP or SCTP common header: the two ports and the checksum, which is what NAT
+/// touches. TCP-only fields are read through `TCPSegment`.
 public struct TransportHeader {
     public let frame: UnsafeMutableRawBufferPointer
     /// Offset of the transport header in `frame`.
     public let offset: Int
-    /// `IPProtocol.tcp` or `IPProtocol.udp`.
+    /// `IPProtocol.tcp`, `IPProtocol.udp` or `IPProtocol.sctp`.
     public let protocolNumber: UInt8
+    /// Bytes of the transport packet as sent (header and payload); SCTP's checksum covers all of them.
+    public let length: Int
 
     /// Validates the TCP or UDP header carried by `ip` (whose payload must start a transport header).
     /// Only the fixed part must be captured (TCP options may be cut by a short snap length: NAT and
@@ -23,19 +25,24 @@ public struct TransportHeader {
             // A first fragment carries only part of the datagram its length field describes.
             let length = Int(frame.u16(offset + 4))
             guard length >= 8, length <= ip.payloadLength || ip.moreFragments else { throw .badUDPLength }
+        case IPProtocol.sctp:
+            guard ip.payloadLength >= 12, frame.count >= offset + 12 else { throw .truncatedSCTPHeader }
         default:
             throw .notTCPOrUDP
         }
         self.frame = frame
         self.offset = offset
         self.protocolNumber = ip.protocolNumber
+        length = ip.payloadLength
     }
 
     public var sourcePort: UInt16 { frame.u16(offset) }
     public var destinationPort: UInt16 { frame.u16(offset + 2) }
 
-    /// Offset of the checksum field: 16 in TCP, 6 in UDP.
-    private var checksumOffset: Int { offset + (protocolNumber == IPProtocol.tcp ? 16 : 6) }
+    /// Offset of the checksum field: 16 in TCP, 6 in UDP, 8 in SCTP.
+    private var checksumOffset: Int {
+        offset + (protocolNumber == IPProtocol.tcp ? 16 : protocolNumber == IPProtocol.udp ? 6 : 8)
+    }
 
     public var checksum: UInt16 {
         get { frame.u16(checksumOffset) }
@@ -50,9 +57,9 @@ public struct TransportHeader {
         checksum = (protocolNumber == IPProtocol.udp && value == 0) ? 0xFFFF : value
     }
 
-    /// Accounts in the checksum for an IPv4 address change in the pseudo-header.
+    /// Accounts in the checksum for an IPv4 address change in the pseudo-header (SCTP has none).
     public func addressChanged(from old: IPv4Address, to new: IPv4Address) {
-        guard hasChecksum else { return }
+        guard hasChecksum, protocolNumber != IPProtocol.sctp else { return }
         storeUpdated(InternetChecksum.update(checksum, old: old.value, new: new.value))
     }
 
@@ -65,8 +72,18 @@ public struct TransportHeader {
     private func replacePort(at fieldOffset: Int, with port: UInt16) {
         let old = frame.u16(fieldOffset)
         frame.setU16(fieldOffset, port)
+        if protocolNumber == IPProtocol.sctp { return recomputeSCTPChecksum() }
         guard hasChecksum else { return }
         storeUpdated(InternetChecksum.update(checksum, old: old, new: port))
+    }
+
+    /// SCTP's CRC-32C covers the whole packet, so it is computed again (the kernel's `sctp_manip_pkt` does the
+    /// same), stored least significant byte first. A packet the capture cut short keeps its checksum.
+    private func recomputeSCTPChecksum() {
+        guard frame.count >= offset + length else { return }
+        frame.storeBytes(of: UInt32(0), toByteOffset: checksumOffset, as: UInt32.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + length)]))
+        frame.storeBytes(of: crc.littleEndian, toByteOffset: checksumOffset, as: UInt32.self)
     }
 }
 

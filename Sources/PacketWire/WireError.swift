@@ -14,6 +14,7 @@ public enum WireError: Int, Error, Equatable, Sendable, CaseIterable {
     case truncatedICMPHeader
     case malformedARP
     case notTCPOrUDP
+    case truncatedSCTPHeader
 
     /// Stable snake_case name used in statistics output.
     public var name: String {
@@ -31,6 +32,7 @@ public enum WireError: Int, Error, Equatable, Sendable, CaseIterable {
         case .truncatedICMPHeader: "truncated_icmp_header"
         case .malformedARP: "malformed_arp"
         case .notTCPOrUDP: "not_tcp_or_udp"
+        case .truncatedSCTPHeader: "truncated_sctp_header"
         }
     }
 }

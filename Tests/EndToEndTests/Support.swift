@@ -73,15 +73,15 @@ func which(_ name: String) -> String? {
     return nil
 }
 
-/// Packets whose IP, TCP, UDP or ICMP checksum tshark finds wrong in a capture.
+/// Packets whose IP, TCP, UDP, ICMP or SCTP checksum tshark finds wrong in a capture.
 func tsharkBadChecksums(_ path: String) throws -> [String] {
     let tshark = try #require(which("tshark"), "tshark is needed to verify written captures (apt-get install tshark)")
     let result = try runProcess(tshark, [
         // DNS is off: the sample pods answer port 53 with plain text, which is not malformed traffic of ours.
         "-r", path, "--disable-protocol", "dns", "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-        "-o", "udp.check_checksum:TRUE",
+        "-o", "udp.check_checksum:TRUE", "-o", "sctp.checksum:CRC-32c",
         "-Y", "ip.checksum.status == 2 || tcp.checksum.status == 2 || udp.checksum.status == 2 "
-            + "|| icmp.checksum.status == 2 || _ws.malformed",
+            + "|| icmp.checksum.status == 2 || sctp.checksum.status == 2 || _ws.malformed",
     ])
     #expect(result.status == 0, "tshark failed: \(result.standardError)")
     return result.standardOutput.split(separator: "\n").map(String.init)
