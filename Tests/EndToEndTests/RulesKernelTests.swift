@@ -44,6 +44,8 @@ private struct Decision {
     let frontend: String
     let endpoint: String
     let masqueraded: Bool
+    /// The TCP or SCTP state (empty for UDP).
+    let state: String
 
     init?(_ line: Substring) {
         let fields = line.split(separator: " ")
@@ -56,12 +58,13 @@ private struct Decision {
         frontend = "\(fields[0]) \(values[0].1) > \(values[1].1):\(values[3].1)"
         endpoint = "\(values[4].1):\(values[6].1)"
         masqueraded = values[5].1 != values[0].1
+        state = fields.count > 3 && !fields[3].contains("=") ? String(fields[3]) : ""
     }
 }
 
 @Suite("svcplane against the kernel running its own rules")
 struct FrontendDifferentialTests {
-    @Test("every frontend of pcaps/cluster.yaml: the kernel with svcplane's rules picks among the endpoints svcplane picks among, masquerades the same connections, refuses and drops the same ones",
+    @Test("every frontend of pcaps/cluster.yaml (TCP, UDP, SCTP): the kernel with svcplane's rules picks among the endpoints svcplane picks among, masquerades the same connections, tracks them in the same states, refuses and drops the same ones",
           .enabled(if: LiveKernel.available, LiveKernel.reason))
     func everyFrontend() throws {
         let directory = try TemporaryDirectory()
@@ -92,6 +95,7 @@ struct FrontendDifferentialTests {
             #expect(Set(decisions.map(\.masqueraded)) == Set((ours[frontend] ?? []).map(\.masqueraded)),
                     "\(frontend): masquerade")
             #expect(decisions.count == ours[frontend]?.count, "\(frontend): connections")
+            #expect(Set(decisions.map(\.state)) == Set((ours[frontend] ?? []).map(\.state)), "\(frontend): states")
         }
     }
 }
