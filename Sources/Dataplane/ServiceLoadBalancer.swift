@@ -149,6 +149,14 @@ public struct ServiceLoadBalancer {
                     transport: transport, link: link, context: &context)
     }
 
+    /// Deletes the connection a translated packet belongs to (found by its reply tuple, the packet's own tuple
+    /// reversed): for a packet the node then drops before the kernel would have confirmed the connection.
+    public mutating func removeConnection(replyingTo packet: FlowKey) {
+        let reply = FlowKey(source: packet.destination, destination: packet.source, sourcePort: packet.destinationPort,
+                            destinationPort: packet.sourcePort, protocolNumber: packet.protocolNumber)
+        if let (slot, _) = conntrack.lookup(reply, now: clock) { conntrack.remove(slot: slot) }
+    }
+
     /// Protocol tracking of a found entry at the program's clock.
     private mutating func track(slot: Int, direction: ConntrackDirection, segment: TCPSegmentSummary?,
                                 chunks: SCTPChunks?) -> TrackingOutcome

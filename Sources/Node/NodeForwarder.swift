@@ -127,13 +127,12 @@ public final class NodeForwarder {
         else { return stats.record(.malformed) }
         learn(ip.source, mac: ethernet.source, on: ingress, via: &transmitter)
         guard !ethernet.destination.isMulticast else { return stats.record(.broadcast) }
-        let toNode = isNodeAddress(ip.destination)
-        if toNode && answerEcho(frame, ethernet: ethernet, ip: ip, on: ingress, via: &transmitter) { return }
-        // The kernel checks the TTL after DNAT but before conntrack confirms the connection, and its ICMP error
-        // leaves translated back; checking first gives the same frame and leaves no entry, as there.
-        guard toNode || ip.timeToLive > 1 else {
-            return sendError(.timeExceeded, about: frame, ip: ip, ingress: ingress, via: &transmitter)
+        if isNodeAddress(ip.destination) && answerEcho(frame, ethernet: ethernet, ip: ip, on: ingress,
+                                                       via: &transmitter)
+        {
+            return
         }
+        let connections = program.stats.newConnections
         var context = XDPContext(data: frame, wireLength: frame.count, timestamp: now, generated: scratch)
         switch program.run(&context) {
         case .drop, .aborted:
@@ -145,8 +144,25 @@ public final class NodeForwarder {
         case .pass, .redirect:
             // Still to the node after the program (not a node port): nothing here serves it.
             guard !isNodeAddress(ip.destination) else { return stats.record(.local) }
+            guard ip.timeToLive > 1 else {
+                return expire(frame, ip: ip, ingress: ingress, opened: program.stats.newConnections > connections,
+                              at: now, via: &transmitter)
+            }
             forward(frame, ip: ip, from: ingress, at: now, via: &transmitter)
         }
+    }
+
+    /// A packet to forward whose TTL runs out, as the kernel handles it: the TTL is checked after DNAT, the ICMP
+    /// time exceeded about the translated packet leaves translated back as conntrack's RELATED (so the client
+    /// hears from the ClusterIP about the packet it sent), and a connection this packet would have opened is
+    /// never confirmed.
+    private func expire<Transmitter: FrameTransmitter>(_ frame: UnsafeMutableRawBufferPointer, ip: IPv4Packet,
+                                                       ingress: Int, opened: Bool, at now: Int64,
+                                                       via transmitter: inout Transmitter)
+    {
+        sendError(.timeExceeded, about: frame, ip: ip, ingress: ingress, translatedAt: now, via: &transmitter)
+        guard opened, let transport = try? TransportHeader(ip: ip) else { return }
+        program.removeConnection(replyingTo: FlowKey(ip: ip, transport: transport))
     }
 
     private func isNodeAddress(_ address: IPv4Address) -> Bool { interfaces.contains { $0.address == address } }

@@ -164,17 +164,36 @@ struct NodeForwarderTests {
         #expect(harness.node.stats.forwarded == 2 && harness.node.program.stats.newConnections == 1)
     }
 
-    @Test("TTL 1 is answered with time exceeded from the ingress address, before any conntrack entry")
+    @Test("TTL 1 is answered with time exceeded as the kernel does: from the ClusterIP, quoting what the client sent, no connection left")
     func timeExceeded() throws {
         let harness = try NodeHarness()
         let sent = harness.receive(clientSYN(timeToLive: 1).ethernetFrame(), on: 0)
         try #require(sent.count == 1 && sent[0].interface == 0)
         let ip = ipPacket(of: sent[0].bytes)
-        #expect(Array(ip[12..<20]) == [10, 0, 1, 1, 10, 0, 1, 2])
+        #expect(Array(ip[12..<20]) == [10, 96, 148, 206, 10, 0, 1, 2])
         let icmp = icmpMessage(of: sent[0].bytes)
         #expect(icmp[0] == 11 && icmp[1] == 0)
         #expect(Array(icmp[8...]) == clientSYN(timeToLive: 1).ipPacket(), "quotes the packet as the client sent it")
         #expect(harness.node.program.conntrack.count == 0)
+    }
+
+    @Test("a pod's reply with TTL 1 gets time exceeded from the node's address there, quoting the pod's own packet")
+    func replyTimeExceeded() throws {
+        let harness = try NodeHarness()
+        _ = harness.receive(clientSYN().ethernetFrame(), on: 0)
+        _ = harness.receive(arp(operation: 2, from: pod1MAC, "10.244.1.11", to: nodeMAC(1), "10.244.1.1"), on: 1)
+        var reply = PacketBuilder(source: "10.244.1.11", destination: "10.0.1.2", sourcePort: 9376,
+                                  destinationPort: 40000)
+        reply.flags = [.syn, .ack]
+        reply.acknowledgement = 1001
+        reply.timeToLive = 1
+        reply.sourceMAC = pod1MAC
+        reply.destinationMAC = nodeMAC(1)
+        let sent = harness.receive(reply.ethernetFrame(), on: 1)
+        try #require(sent.count == 1 && sent[0].interface == 1)
+        #expect(Array(ipPacket(of: sent[0].bytes)[12..<20]) == [10, 244, 1, 1, 10, 244, 1, 11])
+        #expect(Array(icmpMessage(of: sent[0].bytes)[8...]) == reply.ipPacket())
+        #expect(harness.node.program.conntrack.count == 1, "the connection stays")
     }
 
     @Test("ping to any of the node's addresses is answered from that address")
