@@ -71,8 +71,8 @@ struct NodeCommand: ParsableCommand {
     }
 
     func run() throws {
-        InterruptSignals.install()
-        DumpSignal.install()
+        SignalFlags.installInterruption()
+        SignalFlags.installDumpRequest()
         let table = try cluster.serviceTable()
         let interfaces = interfaces
         do {
@@ -102,21 +102,6 @@ struct NodeCommand: ParsableCommand {
         } catch let error as CaptureError {
             throw CommandFailure(message: error.description)
         }
-    }
-}
-
-/// SIGUSR1 asks a running node for a conntrack dump now.
-enum DumpSignal {
-    static func install() {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in DumpRequest.requested.store(true, ordering: .relaxed) }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = 0  // no SA_RESTART: the event loop's poll returns and the dump is written at once
-        sigaction(SIGUSR1, &action, nil)
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGUSR1)
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }
 
@@ -173,7 +158,7 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        InterruptSignals.install()
+        SignalFlags.installInterruption()
         let runner = try CaptureRun(input: input, cluster: ManifestOptions(paths: manifests), program: program,
                                     capture: capture)
         guard LinkType(dlt: runner.reader.datalink) == .ethernet else {

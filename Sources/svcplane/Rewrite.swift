@@ -51,7 +51,7 @@ struct Rewrite: ParsableCommand {
     }
 
     func run() throws {
-        InterruptSignals.install()
+        SignalFlags.installInterruption()
         let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
         let writer: PcapWriter
         do {
@@ -70,25 +70,6 @@ struct Rewrite: ParsableCommand {
                 + "\(counts.packetsWritten) written to \(output)\n")
             throw ExitCode(130)
         }
-    }
-}
-
-/// SIGINT and SIGTERM stop a rewrite between packets, so that what was written is flushed.
-enum InterruptSignals {
-    static func install() {
-        Interruption.requested.store(false, ordering: .relaxed)  // initialised here, never inside the handler
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in Interruption.requested.store(true, ordering: .relaxed) }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = 0  // no SA_RESTART: a read blocked on a pipe returns, and the run stops
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signal in [SIGINT, SIGTERM] {
-            sigaction(signal, &action, nil)
-            sigaddset(&signals, signal)
-        }
-        // A parent may have started us with these blocked (a thread pool's mask survives exec).
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }
 
