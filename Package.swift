@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),
         .target(name: "Pipeline", dependencies: ["Dataplane", "PacketIO"]),
         .target(name: "Node", dependencies: ["Pipeline"]),
-        .target(name: "KubeProxyRules", dependencies: ["Cluster", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "KubeProxyRules",
+                dependencies: ["Cluster", "PacketWire", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "svcplane",
             dependencies: ["Pipeline", "Node", "KubeProxyRules",
@@ -39,7 +40,7 @@ let package = Package(
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "TestSupport"]),
-        .testTarget(name: "KubeProxyRulesTests", dependencies: ["KubeProxyRules"]),
+        .testTarget(name: "KubeProxyRulesTests", dependencies: ["KubeProxyRules", "PacketWire"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Pipeline", "TestSupport", "svcplane"]),
     ],
     swiftLanguageModes: [.v6]

@@ -130,6 +130,13 @@ public struct ServicePortEntry: Sendable {
     /// Whether the Service port is reached from outside the cluster: a node port, external or load balancer IPs.
     public var isExternallyAccessible: Bool { nodePort != nil || !externalIPs.isEmpty || !loadBalancerIPs.isEmpty }
 
+    /// Whether some traffic is balanced over the whole cluster's endpoints: ClusterIP traffic under policy
+    /// Cluster, or any external traffic (a Local external policy still short-circuits pods and the node to them).
+    public var usesClusterEndpoints: Bool { !internalTrafficLocal || isExternallyAccessible }
+
+    /// Whether some traffic is balanced over this node's endpoints only.
+    public var usesLocalEndpoints: Bool { internalTrafficLocal || (externalTrafficLocal && isExternallyAccessible) }
+
     /// The usable endpoints on node `nodeName` (kube-proxy's local endpoints): the ready ones there, or when none
     /// is ready the serving-and-terminating ones there. Every usable endpoint when `nodeName` is nil.
     public func usableBackends(onNode nodeName: String?) -> [Int] {

@@ -11,18 +11,19 @@ public enum ChainNames {
     public static func firewall(_ entry: ServicePortEntry) -> String { "KUBE-FW-" + portHash(entry) }
 
     private static func portHash(_ entry: ServicePortEntry) -> String {
-        hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
+        hashPrefix("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)")
     }
 
     public static func endpoint(_ entry: ServicePortEntry, _ backend: Backend) -> String {
-        "KUBE-SEP-" + hash("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)\(backend)")
+        "KUBE-SEP-" + hashPrefix("\(entry.name)\(entry.frontend.serviceProtocol.lowercaseName)\(backend)")
     }
 
-    /// First 16 base32 characters of SHA-256(text): the first 10 bytes of the digest, 5 bits a character.
-    static func hash(_ text: String) -> String {
+    /// The first `characters` (at most 16) of the standard base32 encoding of SHA-256(text), 5 bits a character:
+    /// 16 for the iptables chains, 8 for the nftables ones.
+    static func hashPrefix(_ text: String, characters: Int = 16) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
         let digest = Array(SHA256.hash(data: Array(text.utf8)).prefix(10))
         let bits = digest.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
-        return String((0..<16).map { alphabet[Int(bits >> (75 - 5 * UInt128($0)) & 0x1F)] })
+        return String((0..<characters).map { alphabet[Int(bits >> (75 - 5 * UInt128($0)) & 0x1F)] })
     }
 }

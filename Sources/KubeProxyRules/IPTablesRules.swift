@@ -1,26 +1,6 @@
 import Cluster
 import Foundation
 
-/// Options of kube-proxy that change the rules it writes.
-public struct KubeProxyOptions: Sendable {
-    /// `--cluster-cidr`: traffic to a ClusterIP from outside it is marked for masquerade, and external traffic
-    /// from inside it short-circuits a Local policy. Without it, neither rule is written (kube-proxy's no-op
-    /// local detector).
-    public var clusterCIDR: String?
-    /// The node's name: endpoints with this `nodeName` are local, for Local traffic policies (every endpoint is
-    /// local without it).
-    public var nodeName: String?
-    /// `--masquerade-bit` (default 14): the mark is 1 << bit, printed as Go's `%#08x`.
-    public var masqueradeBit = 14
-    /// Whether iptables supports `MASQUERADE --random-fully` (every iptables of the last years does).
-    public var randomFully = true
-
-    public init(clusterCIDR: String? = nil, nodeName: String? = nil) {
-        self.clusterCIDR = clusterCIDR
-        self.nodeName = nodeName
-    }
-}
-
 /// The nat and filter tables kube-proxy's iptables mode feeds to `iptables-restore --noflush` for a
 /// service table (pkg/proxy/iptables/proxier.go of 1.29, syncProxyRules), in the order it writes them.
 /// kube-proxy walks Services in Go map order; here they come in the table's stable order.
@@ -107,8 +87,8 @@ struct ServicePortRules {
         let hasEndpoints = !cluster.isEmpty
         let hasInternalEndpoints = hasEndpoints && !(entry.internalTrafficLocal && local.isEmpty)
         let hasExternalEndpoints = hasEndpoints && !(entry.externalTrafficLocal && local.isEmpty)
-        let usesClusterChain = hasEndpoints && (!entry.internalTrafficLocal || external)
-        let usesLocalChain = !local.isEmpty && (entry.internalTrafficLocal || (entry.externalTrafficLocal && external))
+        let usesClusterChain = hasEndpoints && entry.usesClusterEndpoints
+        let usesLocalChain = !local.isEmpty && entry.usesLocalEndpoints
         let serviceChain = ChainNames.service(entry)
         let localChain = ChainNames.local(entry)
         let externalChain = ChainNames.external(entry)

@@ -24,4 +24,14 @@ struct OptionParsingTests {
         #expect(configuration.timeouts.udp == 10)
         #expect(configuration.conntrackMax == 1000)
     }
+
+    @Test("rules formats belong to their modes: list is IPVS's, iptables-save is iptables'", arguments: [
+        (["--mode", "iptables", "--format", "list"], false), (["--mode", "nftables", "--format", "iptables-save"], false),
+        (["--mode", "ipvs", "--format", "iptables-save"], false), (["--mode", "ipvs", "--format", "restore"], true),
+        (["--mode", "nftables"], true), (["--format", "iptables-save"], true), (["--mode", "ipvs"], true),
+    ] as [([String], Bool)])
+    func rulesFormats(arguments: [String], valid: Bool) {
+        let parsed = (try? RulesCommand.parse(["-f", "cluster.yaml"] + arguments)) != nil
+        #expect(parsed == valid)
+    }
 }

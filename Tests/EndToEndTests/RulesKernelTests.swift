@@ -14,14 +14,11 @@ struct RulesKernelTests {
         try #require(rules.status == 0, "\(rules.standardError)")
         try rules.standardOutput.write(toFile: directory.file("rules"), atomically: true, encoding: .utf8)
 
-        let ip = try #require(which("ip"))
-        let namespace = "svcplane-rules-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try #require(try runProcess(ip, ["netns", "add", namespace]).status == 0)
-        defer { _ = try? runProcess(ip, ["netns", "delete", namespace]) }
-        let load = try runProcess(ip, ["netns", "exec", namespace, "iptables-restore", "--noflush",
-                                                   directory.file("rules")])
-        #expect(load.status == 0, "iptables-restore refused the rules: \(load.standardError)")
-        let saved = try runProcess(ip, ["netns", "exec", namespace, "iptables-save"])
+        let saved = try withNetworkNamespace("svcplane-rules-") { namespace in
+            let load = try namespace.run(["iptables-restore", "--noflush", directory.file("rules")])
+            #expect(load.status == 0, "iptables-restore refused the rules: \(load.standardError)")
+            return try namespace.run(["iptables-save"])
+        }
         let declared = rules.standardOutput.split(separator: "\n").filter { $0.hasPrefix(":KUBE-") }
         #expect(declared.count > 10)
         for chain in declared { #expect(saved.standardOutput.contains(chain), "\(chain) is in the kernel") }
@@ -35,6 +32,47 @@ struct RulesKernelTests {
         }
         #expect(ours.count == shown.count, "--format iptables-save prints what iptables-save shows")
         #expect(saved.standardOutput.contains("has no endpoints\""))
+    }
+}
+
+extension RulesKernelTests {
+    @Test("svcplane rules --mode nftables loads with nft -f into a namespace, again over the table it made (as a restarted kube-proxy does), and nft lists every chain, set and map it adds and its numgen balancing",
+          .enabled(if: LiveKernel.available, LiveKernel.reason), arguments: [
+              ["-f", "\(Repository.pcaps)/service-demo.yaml", "-f", "\(Repository.pcaps)/refused.yaml"],
+              ["-f", "\(Repository.pcaps)/cluster.yaml", "--node-name", "node-a", "--node-ip", "10.0.1.1",
+               "--service-cidr", "10.96.0.0/12"],
+          ])
+    func loadNFTablesIntoKernel(manifests: [String]) throws {
+        let directory = try TemporaryDirectory()
+        let rules = try runProcess(Repository.binary, ["rules", "--mode", "nftables", "--cluster-cidr", "10.244.0.0/16"]
+            + manifests)
+        try #require(rules.status == 0, "\(rules.standardError)")
+        try rules.standardOutput.write(toFile: directory.file("rules.nft"), atomically: true, encoding: .utf8)
+
+        let listing = try withNetworkNamespace("svcplane-nft-") { namespace in
+            for attempt in ["first", "second"] {
+                let load = try namespace.run(["nft", "-f", directory.file("rules.nft")])
+                #expect(load.status == 0, "nft refused the \(attempt) load: \(load.standardError)")
+            }
+            return try namespace.run(["nft", "list", "table", "ip", "kube-proxy"])
+        }
+        try #require(listing.status == 0, "\(listing.standardError)")
+        let added = rules.standardOutput.split(separator: "\n").filter { $0.hasPrefix("add chain ") || $0.hasPrefix("add set ")
+            || $0.hasPrefix("add map ") }
+        #expect(added.count > 20)
+        let deletedSets = rules.standardOutput.split(separator: "\n").filter { $0.hasPrefix("delete set ") }
+            .map { $0.split(separator: " ")[4] }  // nodeport-ips, when node ports are served on every address
+        for line in added {
+            let words = line.split(separator: " ")
+            if deletedSets.contains(words[4]) { continue }
+            #expect(listing.standardOutput.contains("\t\(words[1]) \(words[4]) {"), "\(words[1]) \(words[4]) is in the kernel")
+        }
+        let numgen = rules.standardOutput.split(separator: "\n").filter { $0.contains(" numgen random mod ") }
+        #expect(!numgen.isEmpty)
+        for line in numgen {
+            let rule = line.split(separator: " ", maxSplits: 5)[5].replacingOccurrences(of: " , ", with: ", ")
+            #expect(listing.standardOutput.contains(rule), "\(rule)")
+        }
     }
 }
 
@@ -64,12 +102,12 @@ private struct Decision {
 
 @Suite("svcplane against the kernel running its own rules")
 struct FrontendDifferentialTests {
-    @Test("every frontend of pcaps/cluster.yaml (TCP, UDP, SCTP): the kernel with svcplane's rules picks among the endpoints svcplane picks among, masquerades the same connections, tracks them in the same states, refuses and drops the same ones",
-          .enabled(if: LiveKernel.available, LiveKernel.reason))
-    func everyFrontend() throws {
+    @Test("every frontend of pcaps/cluster.yaml (TCP, UDP, SCTP): the kernel with svcplane's iptables or nftables rules picks among the endpoints svcplane picks among, masquerades the same connections, tracks them in the same states, refuses and drops the same ones",
+          .enabled(if: LiveKernel.available, LiveKernel.reason), arguments: ["iptables", "nftables"])
+    func everyFrontend(mode: String) throws {
         let directory = try TemporaryDirectory()
         let probe = try runProcess(Repository.root + "/tools/kernel-frontends",
-                                   [directory.path, "\(Repository.pcaps)/cluster.yaml", "node-a", "40"],
+                                   [directory.path, "\(Repository.pcaps)/cluster.yaml", "node-a", "40", mode],
                                    environment: ["SVCPLANE": Repository.binary])
         try #require(probe.status == 0, "tools/kernel-frontends failed: \(probe.standardError)")
         let replay = try svcplane("rewrite", "-r", directory.file("node-in.pcap"), "-w", directory.file("out.pcap"),

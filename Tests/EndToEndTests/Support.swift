@@ -173,3 +173,23 @@ final class TemporaryDirectory {
 
     func file(_ name: String) -> String { "\(path)/\(name)" }
 }
+
+/// A network namespace a test made for itself.
+struct NetworkNamespace {
+    let name: String
+    let ip: String
+
+    /// Runs a command inside the namespace.
+    func run(_ command: [String]) throws -> ProcessResult { try runProcess(ip, ["netns", "exec", name] + command) }
+}
+
+/// Runs `body` with a new network namespace (named from `prefix`, the process and a random number), deleted when
+/// `body` returns or throws.
+func withNetworkNamespace<T>(_ prefix: String, _ body: (NetworkNamespace) throws -> T) throws -> T {
+    let ip = try #require(which("ip"))
+    let namespace = NetworkNamespace(name: "\(prefix)\(getpid())-\(UInt16.random(in: 0...UInt16.max))", ip: ip)
+    let created = try runProcess(ip, ["netns", "add", namespace.name])
+    try #require(created.status == 0, "ip netns add: \(created.standardError)")
+    defer { _ = try? runProcess(ip, ["netns", "delete", namespace.name]) }
+    return try body(namespace)
+}

@@ -3,7 +3,7 @@ import KubeProxyRules
 import Testing
 
 /// The Services of kube-proxy's TestOverallIPTablesRules (pkg/proxy/iptables/proxier_test.go), node test-node.
-private let overall = """
+let overallServices = """
     kind: Service
     metadata: {name: svc1, namespace: ns1}
     spec: {clusterIP: 172.30.0.41, ports: [{name: p80, port: 80, protocol: TCP}]}
@@ -207,7 +207,7 @@ struct ExternalRulesTests {
     func overallRules() throws {
         var options = KubeProxyOptions(clusterCIDR: "10.0.0.0/8", nodeName: "test-node")
         options.randomFully = false
-        let payload = IPTablesRules.render(try table(overall), options: options)
+        let payload = IPTablesRules.render(try table(overallServices), options: options)
             .replacingOccurrences(of: "0x00004000", with: "0x4000")  // the tests' masquerade mark
         let actual = sortedLikeKubeProxyTests(payload).split(separator: "\n", omittingEmptySubsequences: false)
         let expected = overallExpected.split(separator: "\n", omittingEmptySubsequences: false)
