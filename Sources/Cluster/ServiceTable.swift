@@ -61,6 +61,18 @@ public struct Backend: Hashable, Sendable, CustomStringConvertible {
     public var podName: String?
     public var nodeName: String?
 
+    public init(address: IPv4Address, port: UInt16, ready: Bool = true, serving: Bool = true,
+                terminating: Bool = false, podName: String? = nil, nodeName: String? = nil)
+    {
+        self.address = address
+        self.port = port
+        self.ready = ready
+        self.serving = serving
+        self.terminating = terminating
+        self.podName = podName
+        self.nodeName = nodeName
+    }
+
     public var description: String { "\(address):\(port)" }
 }
 

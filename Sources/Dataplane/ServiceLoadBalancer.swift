@@ -6,6 +6,8 @@ import PacketWire
 public struct LoadBalancerConfiguration: Sendable {
     public var mode: LoadBalancingMode = .random
     public var seed: UInt64 = 0
+    /// Maglev table size M (a prime) for `--lb maglev`; Cilium's default 16381.
+    public var maglevTableSize = MaglevTable.defaultSize
     /// Conntrack table size (`nf_conntrack_max`); kube-proxy sets at least 131072 on a node.
     public var conntrackMax = 262_144
     public var timeouts = ConntrackTimeouts()
@@ -87,7 +89,7 @@ public struct ServiceLoadBalancer {
         conntrack = ConntrackTable(capacity: configuration.conntrackMax)
         stats = DataplaneStats(backendCount: backendIndex.count)
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
-                                   servicePorts: table.entries.count)
+                                   servicePorts: table.entries.count, maglevSize: configuration.maglevTableSize)
         policy = TrafficPolicy(table: table, nodeName: configuration.nodeName, clusterCIDR: configuration.clusterCIDR)
     }
 
@@ -189,12 +191,12 @@ public struct ServiceLoadBalancer {
         {
             return stats.recordDrop(.loadBalancerFirewall)
         }
-        let candidates = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
+        let (candidates, local) = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
         guard !candidates.isEmpty else { return stats.recordDrop(.noLocalEndpoints) }
         let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)
             ?? affinity.pinnedBackend(client: flow.source, in: entry, among: candidates, now: clock)
-            ?? candidates[selector.choose(entry: entryIndex, usableCount: candidates.count, flow: flow,
-                                          timestamp: context.timestamp)]
+            ?? candidates[selector.choose(entryIndex: entryIndex, entry: entry, candidates: candidates, local: local,
+                                          flow: flow, timestamp: context.timestamp)]
         let backend = entry.backends[backendPosition]
         let global = backendIndex.global(entry: entryIndex, backend: backendPosition)
         var reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
@@ -354,7 +356,7 @@ extension ServiceLoadBalancer {
         backendIndex.load(newTable)
         stats.growBackends(to: backendIndex.count)
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
-                                   servicePorts: newTable.entries.count)
+                                   servicePorts: newTable.entries.count, maglevSize: configuration.maglevTableSize)
         policy.load(newTable)
         return change
     }

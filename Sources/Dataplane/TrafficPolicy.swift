@@ -29,9 +29,12 @@ struct TrafficPolicy {
         }
     }
 
-    /// The endpoints a new connection may take.
-    func candidates(_ table: ServiceTable, entry index: Int, scope: TrafficScope, source: IPv4Address) -> [Int] {
-        isLocal(table.entries[index], scope: scope, source: source) ? local[index] : table.entries[index].usableBackends
+    /// The endpoints a new connection may take, and whether they are this node's only (a Local policy).
+    func candidates(_ table: ServiceTable, entry index: Int, scope: TrafficScope, source: IPv4Address)
+        -> (positions: [Int], local: Bool)
+    {
+        isLocal(table.entries[index], scope: scope, source: source)
+            ? (local[index], true) : (table.entries[index].usableBackends, false)
     }
 
     /// Whether kube-proxy marks the connection for masquerade: ClusterIP traffic from outside the cluster CIDR,

@@ -77,9 +77,14 @@ struct CaptureOptions: ParsableArguments {
 /// Options of the service program, shared by every command that runs it.
 struct ProgramOptions: ParsableArguments {
     @Option(name: .customLong("lb"), help: """
-        Backend choice for new connections: random (iptables mode) or round-robin (IPVS rr).
+        Backend choice for new connections: random (iptables mode), round-robin (IPVS rr) or maglev (Cilium's \
+        Maglev consistent hashing).
         """)
     var loadBalancing: LoadBalancingMode = .random
+
+    @Option(name: .customLong("maglev-table-size"), help: ArgumentHelp(
+        "Maglev table size M, a prime (Cilium's --bpf-lb-maglev-table-size; default 16381).", valueName: "M"))
+    var maglevTableSize = MaglevTable.defaultSize
 
     @Option(help: "Seed of the random choice; the same seed and input give the same output.")
     var seed: UInt64 = 0
@@ -122,6 +127,9 @@ struct ProgramOptions: ParsableArguments {
         for nodeIP in nodeIPs where IPv4Address(nodeIP) == nil {
             throw ValidationError("--node-ip \(nodeIP): not an IPv4 address.")
         }
+        guard (3...1_000_003).contains(maglevTableSize), MaglevTable.isPrime(maglevTableSize) else {
+            throw ValidationError("--maglev-table-size must be a prime between 3 and 1000003 (Cilium: 16381).")
+        }
     }
 
     /// Masquerading needs an address to leave from; a capture run has only --node-ip to give it.
@@ -135,6 +143,7 @@ struct ProgramOptions: ParsableArguments {
         var configuration = LoadBalancerConfiguration()
         configuration.mode = loadBalancing
         configuration.seed = seed
+        configuration.maglevTableSize = maglevTableSize
         configuration.conntrackMax = conntrackMax
         configuration.nodeAddresses = nodeIPs.compactMap { IPv4Address($0) }
         configuration.nodeName = nodeName
