@@ -56,3 +56,18 @@ if Context.environment["SVCPLANE_FUZZ"] != nil {
         .executableTarget(name: "FuzzManifest", dependencies: ["Cluster", "FuzzDriver"], path: "Fuzz/FuzzManifest"),
     ]
 }
+
+// package-benchmark suites (Benchmarks/), built only when asked for: `SVCPLANE_BENCHMARKS=1 swift package benchmark`.
+if Context.environment["SVCPLANE_BENCHMARKS"] != nil {
+    package.dependencies += [
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+    ]
+    package.targets += [
+        .executableTarget(
+            name: "SvcplaneBenchmarks",
+            dependencies: ["Dataplane", "TestSupport", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/SvcplaneBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+}
