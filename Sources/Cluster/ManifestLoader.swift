@@ -32,13 +32,17 @@ public enum ManifestLoader {
         var documents: [Node] = []
         do {
             // Parse every document eagerly: Yams' lazy compose_all sequence swallows parse errors.
-            let parser = try Parser(yaml: yaml)
+            // Keys are looked up by comparing nodes, which resolves their tags; the basic resolver does it without
+            // the default one's regular expressions (decoding reads numbers and booleans from the text itself).
+            let parser = try Parser(yaml: yaml, resolver: .basic, encoding: .utf8)
             while let document = try parser.nextRoot() { documents.append(document) }
         } catch {
             throw ManifestError(origin: name, message: "not valid YAML: \(yamlMessage(error))")
         }
+        // One decoder for the file: creating one reads Yams' default encoding from the environment.
+        let decoder = YAMLDecoder(encoding: .utf8)
         for (index, document) in documents.enumerated() {
-            try add(document, origin: "\(name): document \(index + 1)", into: &manifests)
+            try add(document, origin: "\(name): document \(index + 1)", decoder: decoder, into: &manifests)
         }
     }
 
@@ -65,7 +69,8 @@ public enum ManifestLoader {
             .sorted().map { (path as NSString).appendingPathComponent($0) }
     }
 
-    private static func add(_ node: Node, origin: String, into manifests: inout ClusterManifests)
+    private static func add(_ node: Node, origin: String, decoder: YAMLDecoder,
+                            into manifests: inout ClusterManifests)
         throws(ManifestError)
     {
         guard node.mapping != nil else {
@@ -79,16 +84,16 @@ public enum ManifestLoader {
         case "List", "ServiceList", "EndpointsList", "EndpointSliceList", "PodList":
             guard let items = node["items"]?.sequence else { return }
             for (index, item) in items.enumerated() {
-                try add(item, origin: "\(origin): items[\(index)]", into: &manifests)
+                try add(item, origin: "\(origin): items[\(index)]", decoder: decoder, into: &manifests)
             }
         case "Service":
-            manifests.services.append(try decode(node, origin: origin))
+            manifests.services.append(try decode(node, origin: origin, decoder: decoder))
         case "Endpoints":
-            manifests.endpoints.append(try decode(node, origin: origin))
+            manifests.endpoints.append(try decode(node, origin: origin, decoder: decoder))
         case "EndpointSlice":
-            manifests.endpointSlices.append(try decode(node, origin: origin))
+            manifests.endpointSlices.append(try decode(node, origin: origin, decoder: decoder))
         case "Pod":
-            manifests.pods.append(try decode(node, origin: origin))
+            manifests.pods.append(try decode(node, origin: origin, decoder: decoder))
         case _ where ignorableKinds.contains(kind) || (node["apiVersion"]?.string ?? "v1").contains("/"):
             break  // a workload, config or custom resource: not part of the dataplane
         default:
@@ -110,11 +115,11 @@ public enum ManifestLoader {
         "ResourceQuota", "CustomResourceDefinition",
     ]
 
-    private static func decode<Object: Decodable & Sendable>(_ node: Node, origin: String)
+    private static func decode<Object: Decodable & Sendable>(_ node: Node, origin: String, decoder: YAMLDecoder)
         throws(ManifestError) -> Located<Object>
     {
         do {
-            return Located(object: try YAMLDecoder().decode(Object.self, from: node), origin: origin)
+            return Located(object: try decoder.decode(Object.self, from: node), origin: origin)
         } catch let error as DecodingError {
             throw describe(error, origin: origin)
         } catch {

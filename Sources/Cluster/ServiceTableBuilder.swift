@@ -18,6 +18,7 @@ public enum ServiceTableBuilder {
         var frontends = Set<Frontend>()
         var nodePortOwners: [NodePort: String] = [:]
         try checkEndpointOwners(manifests)
+        let index = ManifestIndex(manifests)
         for located in manifests.services {
             let service = located.object
             let namespace = service.metadata.effectiveNamespace
@@ -44,7 +45,7 @@ public enum ServiceTableBuilder {
                                     message: "\(clusterIP) is already the ClusterIP of \(owner)")
             }
             addressOwners[clusterIP] = serviceName
-            let finder = EndpointFinder(manifests: manifests, namespace: namespace, service: service)
+            let finder = EndpointFinder(index: index, namespace: namespace, service: service)
             for port in ports {
                 let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
                 let name = ServicePortName(namespace: namespace, name: service.metadata.name, port: port.name ?? "")
@@ -250,6 +251,36 @@ struct Exposure {
     }
 }
 
+/// The endpoint sources of every Service, found once: IPv4 EndpointSlices by namespace and
+/// `kubernetes.io/service-name` label, Endpoints objects by namespace and name (the first of a name), Pods by
+/// namespace. Finding them per Service by scanning every object would make loading quadratic in the cluster.
+struct ManifestIndex {
+    struct Key: Hashable {
+        let namespace: String
+        let name: String
+    }
+
+    private(set) var slices: [Key: [EndpointSliceObject]] = [:]
+    private(set) var endpoints: [Key: EndpointsObject] = [:]
+    private(set) var pods: [String: [PodObject]] = [:]
+
+    init(_ manifests: ClusterManifests) {
+        for located in manifests.endpointSlices {
+            let slice = located.object
+            guard let service = slice.metadata.labels?["kubernetes.io/service-name"],
+                  (slice.addressType ?? "IPv4") == "IPv4" else { continue }
+            slices[Key(namespace: slice.metadata.effectiveNamespace, name: service), default: []].append(slice)
+        }
+        for located in manifests.endpoints {
+            let key = Key(namespace: located.object.metadata.effectiveNamespace, name: located.object.metadata.name)
+            if endpoints[key] == nil { endpoints[key] = located.object }
+        }
+        for located in manifests.pods {
+            pods[located.object.metadata.effectiveNamespace, default: []].append(located.object)
+        }
+    }
+}
+
 /// Finds the endpoints of one Service from slices, an Endpoints object or Pods.
 struct EndpointFinder {
     let service: ServiceObject
@@ -257,18 +288,14 @@ struct EndpointFinder {
     let endpoints: EndpointsObject?
     let pods: [PodObject]
 
-    init(manifests: ClusterManifests, namespace: String, service: ServiceObject) {
+    init(index: ManifestIndex, namespace: String, service: ServiceObject) {
         let name = service.metadata.name
-        func inNamespace(_ meta: ObjectMeta) -> Bool { meta.effectiveNamespace == namespace }
         self.service = service
-        slices = manifests.endpointSlices.map(\.object).filter {
-            inNamespace($0.metadata) && $0.metadata.labels?["kubernetes.io/service-name"] == name
-                && ($0.addressType ?? "IPv4") == "IPv4"
-        }
-        endpoints = manifests.endpoints.map(\.object).first { inNamespace($0.metadata) && $0.metadata.name == name }
+        slices = index.slices[ManifestIndex.Key(namespace: namespace, name: name)] ?? []
+        endpoints = index.endpoints[ManifestIndex.Key(namespace: namespace, name: name)]
         if let selector = service.spec.selector, !selector.isEmpty {
-            pods = manifests.pods.map(\.object).filter { pod in
-                inNamespace(pod.metadata) && selector.allSatisfy { pod.metadata.labels?[$0.key] == $0.value }
+            pods = (index.pods[namespace] ?? []).filter { pod in
+                selector.allSatisfy { pod.metadata.labels?[$0.key] == $0.value }
             }
         } else {
             pods = []

@@ -104,6 +104,9 @@ public struct RunSummary: Encodable, Sendable {
         }
     }
 
+    /// Past this many service ports the text lists only those that saw traffic.
+    static let servicesListedInFull = 50
+
     /// The human summary printed on stderr at the end of a run.
     public var text: String {
         var lines: [String] = []
@@ -125,7 +128,10 @@ public struct RunSummary: Encodable, Sendable {
         }
         lines.append("dropped: " + DropReason.allCases.map { "\($0.name) \(drops[$0.name] ?? 0)" }
             .joined(separator: ", "))
-        for service in services {
+        // A large cluster lists the service ports that saw traffic and counts the others (the JSON has them all).
+        let listed = services.count <= Self.servicesListedInFull ? services
+            : services.filter { service in service.backends.contains { $0.packets > 0 } }
+        for service in listed {
             lines.append("service \(service.service) \(service.frontend):")
             if service.backends.isEmpty { lines.append("  (no endpoints)") }
             for backend in service.backends {
@@ -134,6 +140,9 @@ public struct RunSummary: Encodable, Sendable {
                 lines.append("  \(backend.endpoint)\(pod)\(readiness): \(backend.connections) connections, "
                     + "\(backend.packets) packets")
             }
+        }
+        if listed.count < services.count {
+            lines.append("\(services.count - listed.count) other service ports saw no traffic (all are in --stats)")
         }
         for port in notLoadBalanced { lines.append("service \(port)") }
         for change in changes {
