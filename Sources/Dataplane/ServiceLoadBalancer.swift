@@ -93,6 +93,9 @@ public struct ServiceLoadBalancer {
         policy = TrafficPolicy(table: table, nodeName: configuration.nodeName, clusterCIDR: configuration.clusterCIDR)
     }
 
+    /// Moves the program's clock to a packet it does not see (one of another shard), as that packet would.
+    public mutating func advanceClock(to timestamp: Int64) { clock = max(clock, timestamp) }
+
     /// Runs the program on one packet.
     public mutating func run(_ context: inout XDPContext) -> XDPAction {
         clock = max(clock, context.timestamp)
@@ -202,7 +205,9 @@ public struct ServiceLoadBalancer {
         var reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
         if policy.masquerades(entry, scope: scope, source: flow.source, backend: backend.address) {
-            guard let masqueraded = masquerade(flow, toward: reply) else { return stats.recordDrop(.insertFailed) }
+            guard let masqueraded = masquerade(flow, toward: reply, sticky: entry.affinity != nil) else {
+                return stats.recordDrop(.insertFailed)
+            }
             reply = masqueraded
             stats.masqueraded += 1
         }
@@ -224,8 +229,9 @@ public struct ServiceLoadBalancer {
     /// The reply tuple of a masqueraded connection: the backend answers the node's address toward it, on a port
     /// chosen as `MASQUERADE --random-fully` does (kube-proxy asks for it): anywhere in the source port's class
     /// (1-511, 600-1023 or 1024-65535), here from a hash of the seed and the tuple so that runs repeat, moving on
-    /// while the tuple is taken. Nil when there is no node address or no free port.
-    private func masquerade(_ flow: FlowKey, toward reply: FlowKey) -> FlowKey? {
+    /// while the tuple is taken. Ports whose low byte is the client's shard residue come first, so that the
+    /// replies shard with the client (`FlowSharding`). Nil when there is no node address or no free port.
+    private func masquerade(_ flow: FlowKey, toward reply: FlowKey, sticky: Bool) -> FlowKey? {
         var route: IPv4Network?
         for network in configuration.sourceRoutes where network.contains(reply.source) {
             if network.prefixLength > route?.prefixLength ?? -1 { route = network }
@@ -233,12 +239,25 @@ public struct ServiceLoadBalancer {
         guard let address = route?.address ?? configuration.nodeAddresses.first else { return nil }
         let (first, count): (Int, Int) = flow.sourcePort >= 1024 ? (1024, 64512)
             : flow.sourcePort >= 512 ? (600, 424) : (1, 511)
-        let start = FlowHash.index(FlowHash.hash(flow, seed: configuration.seed, salt: 0x6D61_7371), count: count)
-        for attempt in 0..<count {
+        let hash = FlowHash.hash(flow, seed: configuration.seed, salt: 0x6D61_7371)
+        func free(_ port: Int) -> FlowKey? {
             let candidate = FlowKey(source: reply.source, destination: address, sourcePort: reply.sourcePort,
-                                    destinationPort: UInt16(first + (start + attempt) % count),
-                                    protocolNumber: flow.protocolNumber)
-            if !conntrack.contains(candidate) { return candidate }
+                                    destinationPort: UInt16(port), protocolNumber: flow.protocolNumber)
+            return conntrack.contains(candidate) ? nil : candidate
+        }
+        let residue = Int(FlowSharding.residue(ofClient: flow.source, port: flow.sourcePort, sticky: sticky,
+                                               nodeAddresses: configuration.nodeAddresses))
+        let firstInResidue = first + (residue - first % 256 + 256) % 256
+        let inResidue = firstInResidue < first + count ? (first + count - 1 - firstInResidue) / 256 + 1 : 0
+        if inResidue > 0 {
+            let start = FlowHash.index(hash, count: inResidue)
+            for attempt in 0..<inResidue {
+                if let tuple = free(firstInResidue + 256 * ((start + attempt) % inResidue)) { return tuple }
+            }
+        }
+        let start = FlowHash.index(hash, count: count)
+        for attempt in 0..<count {
+            if let tuple = free(first + (start + attempt) % count) { return tuple }
         }
         return nil
     }

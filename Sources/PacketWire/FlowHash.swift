@@ -10,6 +10,16 @@ public enum FlowHash {
         return mix(state ^ salt)
     }
 
+    /// A hash of one address (the same in every process).
+    public static func hash(_ address: IPv4Address) -> UInt64 {
+        mix(UInt64(address.value) ^ 0xD6E8_FEB8_6659_FD93)
+    }
+
+    /// A hash of one address and port.
+    public static func hash(_ address: IPv4Address, port: UInt16) -> UInt64 {
+        mix(hash(address) ^ UInt64(port))
+    }
+
     /// Maps a hash uniformly onto 0..<count (multiply-shift, no modulo bias worth measuring).
     public static func index(_ hash: UInt64, count: Int) -> Int {
         Int(hash.multipliedFullWidth(by: UInt64(count)).high)

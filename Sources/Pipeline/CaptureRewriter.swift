@@ -16,6 +16,8 @@ public struct RewriteCounts: Sendable, Equatable {
     /// Replies the program generated (rejects), written right after the packet that caused them.
     public var generated = 0
     public var dropped = 0
+    /// Frames left to the other shards of a `--shard` run (read, neither processed nor written).
+    public var otherShards = 0
     /// The run stopped early because `Interruption.requested` was set.
     public var interrupted = false
     /// Cluster changes applied during the run, in order.
@@ -52,6 +54,20 @@ public struct ScheduledChange: Sendable {
     }
 }
 
+/// One shard of a run split by connection (`--shard K/N`): only the frames `sharding` puts in shard `index` of
+/// `count` are processed and written.
+public struct ShardSelection: Sendable {
+    public let index: Int
+    public let count: Int
+    public let sharding: FlowSharding
+
+    public init(index: Int, count: Int, sharding: FlowSharding) {
+        self.index = index
+        self.count = count
+        self.sharding = sharding
+    }
+}
+
 /// A capture that could not be read to its end: the error, and what was done before it.
 public struct PartialRewrite: Error {
     public let error: CaptureError
@@ -64,8 +80,10 @@ public enum CaptureRewriter {
     /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
     /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
     /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
+    /// With a `shard`, frames of other shards only move the program's clock, as they would in a single run.
     public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, program: inout ServiceLoadBalancer,
-                                            changes: [ScheduledChange] = []) throws -> RewriteCounts
+                                            changes: [ScheduledChange] = [], shard: ShardSelection? = nil) throws
+        -> RewriteCounts
     {
         var counts = RewriteCounts()
         var pending = changes[...]
@@ -107,6 +125,13 @@ public enum CaptureRewriter {
             }
             let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<frame.bytes.count])
             data.copyMemory(from: frame.bytes)
+            if let shard, shard.sharding.shard(of: data, wireLength: frame.wireLength, linkType: program.linkType,
+                                                count: shard.count) != shard.index
+            {
+                program.advanceClock(to: frame.timestamp)
+                counts.otherShards += 1
+                continue
+            }
             var context = XDPContext(data: data, wireLength: frame.wireLength, timestamp: frame.timestamp,
                                      generated: generated)
             switch program.run(&context) {

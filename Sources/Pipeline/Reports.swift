@@ -46,6 +46,8 @@ public struct RunSummary: Encodable, Sendable {
 
     public var packetsRead: Int
     public var packetsWritten: Int
+    /// Frames left to the other shards of a `--shard` run.
+    public var otherShards: Int
     public var generatedReplies: Int
     public var dropped: Int
     public var verdicts: [String: Int]
@@ -73,6 +75,7 @@ public struct RunSummary: Encodable, Sendable {
         let stats = program.stats
         packetsRead = counts.packetsRead
         packetsWritten = counts.packetsWritten
+        otherShards = counts.otherShards
         generatedReplies = counts.generated
         dropped = counts.dropped
         verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count(of: $0)) })
@@ -110,8 +113,9 @@ public struct RunSummary: Encodable, Sendable {
     /// The human summary printed on stderr at the end of a run.
     public var text: String {
         var lines: [String] = []
+        let shards = otherShards > 0 ? ", \(otherShards) left to other shards" : ""
         lines.append("packets: \(packetsRead) read, \(packetsWritten) written (\(generatedReplies) generated, "
-            + "\(dropped) dropped)")
+            + "\(dropped) dropped\(shards))")
         lines.append("verdicts: " + XDPAction.allCases.map { "\($0.name) \(verdicts[$0.name] ?? 0)" }
             .joined(separator: ", "))
         lines.append("translated: \(translatedClientToPod) client->pod (DNAT), "

@@ -44,10 +44,28 @@ struct CaptureOptions: ParsableArguments {
         valueName: "TIME=FILE"))
     var changes: [String] = []
 
+    @Option(name: .customLong("shard"), help: ArgumentHelp(
+        "Process only shard K (0-based) of N of the capture's connections and write nothing else: N runs, one "
+            + "per shard, merged with mergecap, give the one-run output (with --lb random or maglev; round-robin "
+            + "rotates per shard). Both directions of a connection, before and after NAT, share a shard; N <= 256.",
+        valueName: "K/N"))
+    var shard: String?
+
     func validate() throws {
+        if let shard, Self.parseShard(shard) == nil {
+            throw ValidationError("--shard \(shard): expected K/N with 0 <= K < N <= 256.")
+        }
         for change in changes where Self.parseChange(change) == nil {
             throw ValidationError("--apply \(change): expected TIME=FILE, TIME in seconds (or +SECONDS).")
         }
+    }
+
+    /// `K/N`: shard K of N.
+    static func parseShard(_ text: String) -> (index: Int, count: Int)? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]),
+              (1...FlowSharding.maximumShards).contains(count), (0..<count).contains(index) else { return nil }
+        return (index, count)
     }
 
     /// `TIME=FILE` with TIME seconds since the epoch or `+SECONDS` after the first packet.

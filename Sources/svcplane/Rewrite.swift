@@ -103,11 +103,18 @@ final class CaptureRun {
     let reader: PcapReader
     var loadBalancer: ServiceLoadBalancer
     let changes: [ScheduledChange]
+    let shard: ShardSelection?
 
     init(input: String, cluster: ManifestOptions, program: ProgramOptions, capture: CaptureOptions) throws {
         let table = try cluster.serviceTable()
-        changes = try capture.scheduledChanges()
+        let changes = try capture.scheduledChanges()
+        self.changes = changes
         let configuration = program.configuration
+        shard = capture.shard.flatMap(CaptureOptions.parseShard).map { index, count in
+            ShardSelection(index: index, count: count,
+                           sharding: FlowSharding(tables: [table] + changes.map(\.table),
+                                                  nodeAddresses: configuration.nodeAddresses))
+        }
         do {
             reader = try PcapReader(path: input)
             let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
@@ -121,7 +128,8 @@ final class CaptureRun {
 
     func run(writer: (some FrameSink)?) throws -> RewriteCounts {
         do {
-            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes)
+            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes,
+                                           shard: shard)
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""

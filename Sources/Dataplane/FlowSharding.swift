@@ -1,0 +1,132 @@
+import Cluster
+import PacketWire
+
+/// Splits a capture's packets into N shards by connection, so that N independent runs (one per shard) give,
+/// merged by time, what one run gives: like RSS with a symmetric key, both directions of a connection, before
+/// and after NAT, land in the same shard.
+///
+/// A packet's key is its client's: the side that is not an endpoint, else the side that is not a Service
+/// frontend (the sets of every cluster state of the run, so a removed endpoint's late replies still count). The key
+/// of a client address is a hash of the address alone, so a client's connections stay together (ClientIP
+/// affinity sees them all); the key of a node address is its port, since masqueraded replies come back to the
+/// node, and the masquerade port is chosen in the residue of the client's key (`residue(ofClient:port:)`).
+/// ICMP errors take the key of the datagram they quote; packets without a client side (pod to pod, or neither
+/// side known) take a symmetric hash of both ends; frames that are not IPv4 all go to shard 0.
+public struct FlowSharding: Sendable {
+    /// Shards are chosen from the key's low byte: at most 256 of them.
+    public static let maximumShards = 256
+
+    private struct Endpoint: Hashable {
+        let address: IPv4Address
+        let port: UInt16
+        let protocolNumber: UInt8
+    }
+
+    /// Frontends and endpoints, each with whether a Service port it belongs to has ClientIP affinity.
+    private let frontends: [Endpoint: Bool]
+    private let backends: [Endpoint: Bool]
+    private let frontendAddresses: Set<IPv4Address>
+    private let backendAddresses: Set<IPv4Address>
+    private let nodeAddresses: [IPv4Address]
+
+    public init(tables: [ServiceTable], nodeAddresses: [IPv4Address]) {
+        var frontends: [Endpoint: Bool] = [:]
+        var backends: [Endpoint: Bool] = [:]
+        for entry in tables.flatMap(\.entries) {
+            let protocolNumber = entry.frontend.serviceProtocol.number
+            let sticky = entry.affinity != nil
+            var addresses = ([entry.frontend] + entry.externalFrontends).map { ($0.address, $0.port) }
+            if let nodePort = entry.nodePort { addresses += nodeAddresses.map { ($0, nodePort) } }
+            for (address, port) in addresses {
+                let endpoint = Endpoint(address: address, port: port, protocolNumber: protocolNumber)
+                frontends[endpoint] = (frontends[endpoint] ?? false) || sticky
+            }
+            for backend in entry.backends {
+                let endpoint = Endpoint(address: backend.address, port: backend.port, protocolNumber: protocolNumber)
+                backends[endpoint] = (backends[endpoint] ?? false) || sticky
+            }
+        }
+        self.frontends = frontends
+        self.backends = backends
+        frontendAddresses = Set(frontends.keys.map(\.address)).subtracting(nodeAddresses)
+        backendAddresses = Set(backends.keys.map(\.address))
+        self.nodeAddresses = nodeAddresses
+    }
+
+    /// The shard (0..<count) of a frame.
+    public func shard(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType,
+                      count: Int) -> Int
+    {
+        Int(key(of: frame, wireLength: wireLength, linkType: linkType) & 0xFF) % count
+    }
+
+    /// The low byte of a client's key: masquerading picks a port with this low byte, so that the replies to the
+    /// node's address, keyed by that port, land in the client's shard.
+    public static func residue(ofClient address: IPv4Address, port: UInt16, sticky: Bool,
+                               nodeAddresses: [IPv4Address]) -> UInt8
+    {
+        UInt8(truncatingIfNeeded: clientKey(address, port, sticky: sticky, nodeAddresses: nodeAddresses))
+    }
+
+    private static func clientKey(_ address: IPv4Address, _ port: UInt16, sticky: Bool,
+                                  nodeAddresses: [IPv4Address]) -> UInt64
+    {
+        if nodeAddresses.contains(address) { return UInt64(port) }
+        return sticky ? FlowHash.hash(address) : FlowHash.hash(address, port: port)
+    }
+
+    private func key(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> UInt64 {
+        guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4,
+              let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: wireLength)
+        else { return 0 }
+        if !ip.isLaterFragment, let transport = try? TransportHeader(ip: ip) {
+            return key(of: FlowKey(ip: ip, transport: transport))
+        }
+        if ip.protocolNumber == IPProtocol.icmp, !ip.isLaterFragment, let icmp = try? ICMPv4Message(ip: ip),
+           let quoted = try? QuotedDatagram(icmp: icmp)
+        {
+            return key(of: quoted.flow)
+        }
+        return addressKey(source: ip.source, destination: ip.destination)
+    }
+
+    /// The key of a packet with ports: its client side, found from the endpoints, then the frontends.
+    private func key(of flow: FlowKey) -> UInt64 {
+        let source = Endpoint(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        let destination = Endpoint(address: flow.destination, port: flow.destinationPort,
+                                   protocolNumber: flow.protocolNumber)
+        // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
+        // Service's node port.
+        let client: (endpoint: Endpoint, sticky: Bool)?
+        switch (backends[source], backends[destination]) {
+        case (nil, let sticky?): client = (source, sticky)
+        case (let sticky?, nil): client = (destination, sticky)
+        default:
+            switch (frontends[source], frontends[destination]) {
+            case (nil, let sticky?): client = (source, sticky)
+            case (let sticky?, nil): client = (destination, sticky)
+            default: client = nil
+            }
+        }
+        if let (endpoint, sticky) = client {
+            return Self.clientKey(endpoint.address, endpoint.port, sticky: sticky, nodeAddresses: nodeAddresses)
+        }
+        let (low, high) = flow.source.value < flow.destination.value
+            || (flow.source == flow.destination && flow.sourcePort <= flow.destinationPort)
+            ? (source, destination) : (destination, source)
+        return FlowHash.hash(FlowKey(source: low.address, destination: high.address, sourcePort: low.port,
+                                     destinationPort: high.port, protocolNumber: flow.protocolNumber), seed: 0)
+    }
+
+    /// The key of a packet without ports (a later fragment, ICMP that quotes nothing): its client address when
+    /// one side is a frontend or endpoint address and the other is not, else a symmetric hash of both.
+    private func addressKey(source: IPv4Address, destination: IPv4Address) -> UInt64 {
+        switch (frontendAddresses.contains(source) || backendAddresses.contains(source),
+                frontendAddresses.contains(destination) || backendAddresses.contains(destination))
+        {
+        case (false, true): return FlowHash.hash(source)
+        case (true, false): return FlowHash.hash(destination)
+        default: return FlowHash.hash(min(source, destination)) ^ FlowHash.hash(max(source, destination))
+        }
+    }
+}

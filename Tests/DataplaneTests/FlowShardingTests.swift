@@ -1,0 +1,53 @@
+import Cluster
+import Dataplane
+import PacketWire
+import TestSupport
+import Testing
+
+@Suite("Sharding by connection")
+struct FlowShardingTests {
+    @Test("a connection's packets share a shard both ways, before and after NAT, masqueraded or not, for any N")
+    func bothDirections() throws {
+        let node = "192.168.1.10"
+        var harness = try Harness { configuration in
+            configuration.nodeAddresses = [IPv4Address(node)!]
+            configuration.clusterCIDR = IPv4Network("10.244.0.0/16")
+        }
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: manifest, name: "manifest", into: &manifests)
+        let sharding = FlowSharding(tables: [try ServiceTableBuilder.build(manifests)],
+                                    nodeAddresses: [IPv4Address(node)!])
+        func shard(_ frame: [UInt8], _ count: Int) -> Int {
+            withFrame(frame) { sharding.shard(of: $0, wireLength: $0.count, linkType: .ethernet, count: count) }.0
+        }
+        var masqueraded = 0
+        for client in 0..<300 {
+            // Half from outside the cluster CIDR (masqueraded to the node), half from pods (not).
+            let address = client % 2 == 0 ? "172.16.\(client / 250).\(client % 250 + 1)"
+                : "10.244.9.\(client % 250 + 1)"
+            let syn = PacketBuilder(source: address, destination: "10.96.148.206", sourcePort: UInt16(30000 + client),
+                                    destinationPort: 80)
+            let (_, forwarded) = harness.run(syn.ethernetFrame())
+            let sentFrom = IPv4Address(UInt32(forwarded[26]) << 24 | UInt32(forwarded[27]) << 16
+                | UInt32(forwarded[28]) << 8 | UInt32(forwarded[29]))
+            let sentFromPort = UInt16(forwarded[34]) << 8 | UInt16(forwarded[35])
+            let pod = IPv4Address(UInt32(forwarded[30]) << 24 | UInt32(forwarded[31]) << 16
+                | UInt32(forwarded[32]) << 8 | UInt32(forwarded[33]))
+            if sentFrom.description == node { masqueraded += 1 }
+            var answer = PacketBuilder(source: pod.description, destination: sentFrom.description, sourcePort: 9376,
+                                       destinationPort: sentFromPort)
+            answer.flags = [.syn, .ack]
+            for count in [2, 3, 4, 7, 16, 256] {
+                let shards = [shard(syn.ethernetFrame(), count), shard(forwarded, count),
+                              shard(answer.ethernetFrame(), count)]
+                #expect(Set(shards).count == 1, "client \(address): shards \(shards) of \(count)")
+            }
+        }
+        #expect(masqueraded == 150)
+        let spread = Set((0..<300).map { client in
+            shard(PacketBuilder(source: "172.16.0.\(client % 250 + 1)", destination: "10.96.148.206",
+                                sourcePort: UInt16(30000 + client), destinationPort: 80).ethernetFrame(), 4)
+        })
+        #expect(spread == [0, 1, 2, 3], "connections spread over the shards")
+    }
+}
