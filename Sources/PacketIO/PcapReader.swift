@@ -45,6 +45,13 @@ public final class PcapReader {
 
     deinit { pcap_close(handle) }
 
+    /// How far into the file libpcap has read, in bytes; nil for a pipe.
+    public var bytesRead: Int64? {
+        guard let file = pcap_file(handle) else { return nil }
+        let position = ftello(file)
+        return position >= 0 ? Int64(position) : nil
+    }
+
     /// The next frame, nil at the end of the file; throws with the packet number on a damaged record.
     public func next() throws(CaptureError) -> CapturedFrame? {
         var header: UnsafeMutablePointer<pcap_pkthdr>?

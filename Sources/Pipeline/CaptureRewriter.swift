@@ -77,13 +77,17 @@ public struct PartialRewrite: Error {
 /// Runs every frame of a capture through the service program and writes what leaves it:
 /// source, program, sink, one packet at a time, with one reusable frame buffer.
 public enum CaptureRewriter {
+    /// `progress` is called every 65536 packets (a mask of the packet count).
+    static let progressInterval = 0xFFFF
+
     /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
     /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
     /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
     /// With a `shard`, frames of other shards only move the program's clock, as they would in a single run.
+    /// `progress` is called with the counts so far every 65536 packets.
     public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, program: inout ServiceLoadBalancer,
-                                            changes: [ScheduledChange] = [], shard: ShardSelection? = nil) throws
-        -> RewriteCounts
+                                            changes: [ScheduledChange] = [], shard: ShardSelection? = nil,
+                                            progress: ((RewriteCounts) -> Void)? = nil) throws -> RewriteCounts
     {
         var counts = RewriteCounts()
         var pending = changes[...]
@@ -106,6 +110,7 @@ public enum CaptureRewriter {
                 throw PartialRewrite(error: error, counts: counts)
             }
             counts.packetsRead += 1
+            if counts.packetsRead & Self.progressInterval == 0 { progress?(counts) }
             let start = firstTimestamp ?? frame.timestamp
             if firstTimestamp == nil {
                 firstTimestamp = start

@@ -32,7 +32,7 @@ struct Rewrite: ParsableCommand {
     @Option(help: ArgumentHelp("Write run statistics to a file, or - for stdout.", valueName: "file|-"))
     var stats: String?
 
-    @Flag(help: "Do not print the summary on stderr.")
+    @Flag(help: "Print neither the progress (shown on a terminal for runs over a second) nor the summary on stderr.")
     var quiet = false
 
     func validate() throws {
@@ -58,7 +58,7 @@ struct Rewrite: ParsableCommand {
             writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
                                     snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
         } catch { throw CommandFailure(message: error.description) }
-        let counts = try runner.run(writer: writer)
+        let counts = try runner.run(writer: writer, quiet: quiet)
         let summary = RunSummary(counts: counts, program: runner.loadBalancer)
         if !quiet { Output.standardError(summary.text) }
         if let stats {
@@ -126,10 +126,13 @@ final class CaptureRun {
         } catch { throw CommandFailure(message: error.description) }
     }
 
-    func run(writer: (some FrameSink)?) throws -> RewriteCounts {
+    /// Runs the capture through the program; progress on stderr unless `quiet` (and only on a terminal).
+    func run(writer: (some FrameSink)?, quiet: Bool = false) throws -> RewriteCounts {
+        let meter = ProgressMeter(reader: reader, quiet: quiet)
+        defer { meter?.finish() }
         do {
             return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes,
-                                           shard: shard)
+                                           shard: shard, progress: meter.map { meter in { meter.update($0) } })
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""

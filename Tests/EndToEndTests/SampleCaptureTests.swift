@@ -221,3 +221,60 @@ struct InterruptionTests {
         #expect(written == (try packetFacts(Repository.capture("single-pod")).count) - 1)
     }
 }
+
+@Suite("Progress on a terminal")
+struct ProgressTests {
+    /// Runs `svcplane rewrite` on 70,000 packets fed through a FIFO, all but the first few 1.2 s late (so the run
+    /// has lasted more than a second when it passes packet 65,536), on a terminal (`script`) or not; returns
+    /// what it printed on stderr.
+    private func rewriteSlowly(onTerminal: Bool, quiet: Bool) throws -> String {
+        let directory = try TemporaryDirectory()
+        let capture = directory.file("big.pcap")
+        let manifest = directory.file("bench.yaml")
+        let generated = try runProcess(Repository.root + "/tools/gen-capture", [capture, manifest, "--packets",
+                                                                               "70000", "--flows", "100"])
+        try #require(generated.status == 0, "\(generated.standardError)")
+        let fifo = directory.file("in.pcap")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let command = [Repository.binary, "rewrite", "-r", fifo, "-w", directory.file("out.pcap"), "-f", manifest,
+                       "--lb", "round-robin"] + (quiet ? ["--quiet"] : [])
+        let process = Process()
+        let output = Pipe()
+        if onTerminal {
+            process.executableURL = URL(fileURLWithPath: try #require(which("script")))
+            process.arguments = ["-qec", command.joined(separator: " "), "/dev/null"]
+            process.standardOutput = output
+        } else {
+            process.executableURL = URL(fileURLWithPath: Repository.binary)
+            process.arguments = Array(command.dropFirst())
+            process.standardError = output
+            process.standardOutput = FileHandle.nullDevice
+        }
+        try process.run()
+        let feed = try #require(FileHandle(forWritingAtPath: fifo))
+        let data = try Data(contentsOf: URL(fileURLWithPath: capture))
+        feed.write(data.prefix(4096))  // the file header and the first packets: the run starts
+        Thread.sleep(forTimeInterval: 1.2)
+        feed.write(data.dropFirst(4096))
+        try feed.close()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return text
+    }
+
+    @Test("a run past a second shows packets and rate on a terminal, then clears the line before the summary")
+    func terminal() throws {
+        let text = try rewriteSlowly(onTerminal: true, quiet: false)
+        #expect(text.contains("\r\u{1B}[K65536 packets, "), "\(text.prefix(300))")
+        #expect(text.contains(" Mpps"))
+        #expect(text.contains("\r\u{1B}[Kpackets: 70000 read"), "the summary follows a cleared line")
+    }
+
+    @Test("no progress when stderr is not a terminal, nothing at all with --quiet")
+    func notTerminal() throws {
+        let text = try rewriteSlowly(onTerminal: false, quiet: false)
+        #expect(!text.contains("\r") && text.hasPrefix("packets: 70000 read"))
+        #expect(try rewriteSlowly(onTerminal: true, quiet: true).isEmpty)
+    }
+}

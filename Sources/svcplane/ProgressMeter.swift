@@ -1,0 +1,41 @@
+import Foundation
+import PacketIO
+import Pipeline
+
+/// A long run's progress on stderr (`1245184 packets, 1.31 Mpps, 37% of big.pcap`), rewritten in place twice
+/// a second once the run has lasted a second, and cleared at the end. Only when stderr is a terminal: a log
+/// or a pipe gets the summary alone. (Wall-clock time is used for this display only, never for the output.)
+final class ProgressMeter {
+    private let reader: PcapReader
+    private let fileSize: Int64?
+    private let start = ContinuousClock.now
+    private var lastShown: ContinuousClock.Instant?
+
+    /// Nil when stderr is not a terminal or the user asked for quiet.
+    init?(reader: PcapReader, quiet: Bool) {
+        guard !quiet, isatty(STDERR_FILENO) == 1 else { return nil }
+        self.reader = reader
+        var status = stat()
+        let regular = stat(reader.path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
+        fileSize = regular ? Int64(status.st_size) : nil
+    }
+
+    func update(_ counts: RewriteCounts) {
+        let now = ContinuousClock.now
+        let elapsed = now - start
+        guard elapsed >= .seconds(1), lastShown.map({ now - $0 >= .milliseconds(500) }) ?? true else { return }
+        lastShown = now
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let rate = String(format: "%.2f Mpps", Double(counts.packetsRead) / seconds / 1e6)
+        var line = "\(counts.packetsRead) packets, \(rate)"
+        if let fileSize, fileSize > 0, let position = reader.bytesRead {
+            line += ", \(min(100, position * 100 / fileSize))% of \(reader.path)"
+        }
+        Output.standardError("\r\u{1B}[K" + line)
+    }
+
+    /// Clears the progress line, if one was shown.
+    func finish() {
+        if lastShown != nil { Output.standardError("\r\u{1B}[K") }
+    }
+}
