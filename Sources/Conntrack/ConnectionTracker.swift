@@ -89,7 +89,7 @@ public enum ConnectionTracker {
                 return .ignored
             }
             // A SYN/ACK answering a SYN we ignored: both ends are in sync, so follow them.
-            entry.tcp[other] = TCPSide(seen: true, end: entry.tcp.lastEnd)
+            entry.tcp[other] = TCPSide(end: entry.tcp.lastEnd, seen: true)
             entry.tcp[direction] = TCPSide()
             oldState = .synSent
             newState = .synRecv
@@ -158,7 +158,7 @@ public enum ConnectionTracker {
                                    timeouts: ConntrackTimeouts) -> Int64
     {
         let base = timeouts.tcp(state)
-        if tracking.retransmissions >= timeouts.maxRetransmissions {
+        if Int(tracking.retransmissions) >= timeouts.maxRetransmissions {
             return min(base, timeouts.tcpMaxRetransmissions)
         }
         if index == .rst { return timeouts.tcp(.close) }
@@ -194,7 +194,7 @@ public enum ConnectionTracker {
            tracking.lastAcknowledgement == segment.acknowledgement, tracking.lastEnd == end,
            tracking.lastWindow == segment.window
         {
-            tracking.retransmissions += 1
+            tracking.retransmissions &+= 1
         } else {
             tracking.lastDirection = direction
             tracking.lastSequence = segment.sequence

@@ -13,8 +13,8 @@ public struct ConntrackTable: Sendable {
     private var slots: [ConntrackEntry?]
     private var freeSlots: [Int32]
     /// Tuple to slot; the low bit of the value is the direction.
-    private var index: [FlowKey: Int32]
-    private var nextSerial: UInt64 = 0
+    private var index: TupleIndex
+    private var nextSerial: UInt32 = 0
     private var collectCursor = 0
 
     /// Entries examined for expiry on every insertion, so expired entries are reclaimed without scans.
@@ -27,16 +27,15 @@ public struct ConntrackTable: Sendable {
         self.capacity = capacity
         slots = []
         freeSlots = []
-        index = [:]
         let reserved = min(capacity, 1 << 16)
         slots.reserveCapacity(reserved)
-        index.reserveCapacity(2 * reserved)
+        index = TupleIndex(minimumCapacity: 2 * reserved)
     }
 
     /// Finds the live entry a packet tuple belongs to, and the packet's direction. Expired entries are
     /// removed on the way, as the kernel's lookup does.
     public mutating func lookup(_ key: FlowKey, now: Int64) -> (slot: Int, direction: ConntrackDirection)? {
-        guard let value = index[key] else { return nil }
+        guard let value = find(key) else { return nil }
         let slot = Int(value >> 1)
         if slots[slot]!.expires <= now {
             remove(slot: slot)
@@ -82,22 +81,24 @@ public struct ConntrackTable: Sendable {
     }
 
     /// Whether a tuple belongs to an entry (live or not yet collected), in either direction.
-    public func contains(_ key: FlowKey) -> Bool { index[key] != nil }
+    public func contains(_ key: FlowKey) -> Bool { find(key) != nil }
+
+    private func find(_ key: FlowKey) -> Int32? { index.find(key, entries: slots) }
 
     /// Adds a connection and returns its slot.
     public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32)
         -> Result<Int, InsertFailure>
     {
         collectExpired(now: now, budget: Self.collectPerInsert)
-        if index[original] != nil || index[reply] != nil {
+        if find(original) != nil || find(reply) != nil {
             _ = lookup(original, now: now)
             _ = lookup(reply, now: now)
-            if index[original] != nil || index[reply] != nil { return .failure(.clash) }
+            if find(original) != nil || find(reply) != nil { return .failure(.clash) }
         }
         if count >= capacity && !earlyDrop(near: original, now: now) { return .failure(.full) }
-        let entry = ConntrackEntry(original: original, reply: reply, created: now, expires: now,
-                                   serial: nextSerial, tag: tag)
-        nextSerial += 1
+        let entry = ConntrackEntry(created: now, expires: now, serial: nextSerial, original: original, reply: reply,
+                                   tag: tag)
+        nextSerial &+= 1
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = Int(free)
@@ -106,8 +107,8 @@ public struct ConntrackTable: Sendable {
             slot = slots.count
             slots.append(entry)
         }
-        index[original] = Int32(slot) << 1
-        index[reply] = Int32(slot) << 1 | 1
+        index.set(original, to: Int32(slot) << 1, entries: slots)
+        index.set(reply, to: Int32(slot) << 1 | 1, entries: slots)
         count += 1
         return .success(slot)
     }
@@ -115,8 +116,8 @@ public struct ConntrackTable: Sendable {
     /// Deletes an entry.
     public mutating func remove(slot: Int) {
         guard let entry = slots[slot] else { return }
-        index[entry.original] = nil
-        index[entry.reply] = nil
+        index.remove(entry.original, entries: slots)
+        index.remove(entry.reply, entries: slots)
         slots[slot] = nil
         freeSlots.append(Int32(slot))
         count -= 1

@@ -1,0 +1,87 @@
+import PacketWire
+
+/// The conntrack table's index from a tuple to its entry: open addressing with linear probing and
+/// backward-shift deletion, 4 bytes a bucket (the entry's slot and direction; the tuple itself is read from the
+/// entry), kept at most 70% full. A `Dictionary<FlowKey, Int32>` spends about 80 bytes an entry on its two
+/// tuples; this spends about 12.
+struct TupleIndex: Sendable {
+    /// 0 for an empty bucket, else `(slot << 1 | direction) + 1`.
+    private var buckets: [UInt32]
+    private var used = 0
+
+    init(minimumCapacity: Int) {
+        buckets = [UInt32](repeating: 0, count: Self.bucketCount(for: minimumCapacity))
+    }
+
+    /// Buckets for `keys` tuples at most 70% full.
+    private static func bucketCount(for keys: Int) -> Int { max(16, keys * 10 / 7 + 1) }
+
+    /// The tuple a stored value stands for: the original or reply tuple of its slot's entry.
+    @inline(__always)
+    private static func tuple(_ value: Int32, in entries: [ConntrackEntry?]) -> FlowKey {
+        value & 1 == 0 ? entries[Int(value >> 1)]!.original : entries[Int(value >> 1)]!.reply
+    }
+
+    /// The value (`slot << 1 | direction`) stored for `key`, whose entries are `entries`. (The entries are passed
+    /// in rather than reached through a closure: a closure over the table would share this index's storage and
+    /// make every change copy it.)
+    func find(_ key: FlowKey, entries: [ConntrackEntry?]) -> Int32? {
+        var position = home(key)
+        while buckets[position] != 0 {
+            let value = Int32(bitPattern: buckets[position] - 1)
+            if Self.tuple(value, in: entries) == key { return value }
+            position = position + 1 == buckets.count ? 0 : position + 1
+        }
+        return nil
+    }
+
+    /// Stores `value` for `key`, replacing the value `key` had.
+    mutating func set(_ key: FlowKey, to value: Int32, entries: [ConntrackEntry?]) {
+        if (used + 1) * 10 > buckets.count * 7 { grow(entries: entries) }
+        var position = home(key)
+        while buckets[position] != 0 {
+            if Self.tuple(Int32(bitPattern: buckets[position] - 1), in: entries) == key { break }
+            position = position + 1 == buckets.count ? 0 : position + 1
+        }
+        if buckets[position] == 0 { used += 1 }
+        buckets[position] = UInt32(bitPattern: value) + 1
+    }
+
+    /// Removes `key`, moving later entries of its probe run back so that no lookup passes an empty bucket too
+    /// early (backward-shift deletion: no tombstones).
+    mutating func remove(_ key: FlowKey, entries: [ConntrackEntry?]) {
+        var hole = home(key)
+        while buckets[hole] != 0, Self.tuple(Int32(bitPattern: buckets[hole] - 1), in: entries) != key {
+            hole = hole + 1 == buckets.count ? 0 : hole + 1
+        }
+        guard buckets[hole] != 0 else { return }
+        buckets[hole] = 0
+        used -= 1
+        var next = hole + 1 == buckets.count ? 0 : hole + 1
+        while buckets[next] != 0 {
+            let wanted = home(Self.tuple(Int32(bitPattern: buckets[next] - 1), in: entries))
+            // The entry at `next` may fill the hole unless its home lies cyclically in (hole, next].
+            let homeAfterHole = hole <= next ? (wanted > hole && wanted <= next) : (wanted > hole || wanted <= next)
+            if !homeAfterHole {
+                buckets[hole] = buckets[next]
+                buckets[next] = 0
+                hole = next
+            }
+            next = next + 1 == buckets.count ? 0 : next + 1
+        }
+    }
+
+    private func home(_ key: FlowKey) -> Int {
+        FlowHash.index(FlowHash.hash(key, seed: 0x636F_6E6E), count: buckets.count)
+    }
+
+    private mutating func grow(entries: [ConntrackEntry?]) {
+        let old = buckets
+        buckets = [UInt32](repeating: 0, count: old.count * 2)
+        for stored in old where stored != 0 {
+            var position = home(Self.tuple(Int32(bitPattern: stored - 1), in: entries))
+            while buckets[position] != 0 { position = position + 1 == buckets.count ? 0 : position + 1 }
+            buckets[position] = stored
+        }
+    }
+}
