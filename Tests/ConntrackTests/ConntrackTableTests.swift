@@ -1,5 +1,6 @@
 import Conntrack
 import PacketWire
+import TestSupport
 import Testing
 
 @Suite("Conntrack table")
@@ -80,5 +81,49 @@ struct ConntrackTableTests {
         #expect(ConntrackRecord(table[udp], now: 0).line == "udp      17 28 src=10.0.1.2 dst=10.96.0.10 sport=55503 "
             + "dport=53 [UNREPLIED] src=10.244.1.11 dst=10.0.1.2 sport=53 dport=55503 mark=0 use=1")
         #expect(table.entries(at: 0).map(\.serial) == [0, 1])
+    }
+
+    @Test("random inserts and removals keep every tuple found exactly as a plain dictionary would (index growth, probe runs, backward shifts)",
+          arguments: [1, 2, 3])
+    func indexMatchesModel(seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        var table = ConntrackTable(capacity: 1 << 20)
+        var model: [FlowKey: (slot: Int, direction: ConntrackDirection)] = [:]
+        var live: [(slot: Int, original: FlowKey, reply: FlowKey)] = []
+        // Few enough distinct tuples that insertions clash and lookups hit.
+        func randomKey() -> FlowKey {
+            FlowKey(source: IPv4Address(0x0A00_0000 | UInt32(random.next() % 4096)),
+                    destination: IPv4Address(0x0A60_0000 | UInt32(random.next() % 4)),
+                    sourcePort: UInt16(random.next() % 128), destinationPort: 80, protocolNumber: IPProtocol.tcp)
+        }
+        for step in 0..<140_000 {  // past 65,536 entries first: the index grows
+            if step == 80_000 { #expect(live.count > 66_000, "the index outgrew its first size") }
+            if live.isEmpty || step < 80_000 || random.next() % 3 != 0 {
+                let original = randomKey()
+                let reply = random.next() % 50 == 0 ? original : randomKey()
+                let clash = model[original] != nil || model[reply] != nil
+                switch table.insert(original: original, reply: reply, now: 0, tag: 0) {
+                case .success(let slot):
+                    #expect(!clash)
+                    table[slot].expires = .max
+                    model[original] = (slot, .original)
+                    model[reply] = (slot, .reply)
+                    live.append((slot, original, reply))
+                case .failure(let failure):
+                    #expect(clash && failure == .clash)
+                }
+            } else {
+                let victim = live.remove(at: Int(random.next() % UInt64(live.count)))
+                table.remove(slot: victim.slot)
+                model[victim.original] = nil
+                model[victim.reply] = nil
+            }
+            let probe = random.next() % 2 == 0 ? randomKey() : (live.last?.reply ?? randomKey())
+            let found = table.lookup(probe, now: 1)
+            #expect(found?.slot == model[probe]?.slot && found?.direction == model[probe]?.direction)
+        }
+        for (key, value) in model {
+            #expect(table.lookup(key, now: 1)?.slot == value.slot)
+        }
     }
 }
