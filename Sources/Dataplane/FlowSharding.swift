@@ -29,25 +29,54 @@ public struct FlowSharding: Sendable {
     private let backendAddresses: Set<IPv4Address>
     private let nodeAddresses: [IPv4Address]
 
+    /// The sharding of a run through `tables` (the initial cluster state and every `--apply` change) on a node
+    /// with `nodeAddresses`. Service ports that share an endpoint, in any of the states, share their stickiness:
+    /// when one has ClientIP affinity, clients of all of them are keyed by address alone, so that the reply of
+    /// any of their endpoints finds the shard the request went to.
     public init(tables: [ServiceTable], nodeAddresses: [IPv4Address]) {
-        var frontends: [Endpoint: Bool] = [:]
-        var backends: [Endpoint: Bool] = [:]
+        var ids: [Endpoint: Int] = [:]
+        var parent: [Int] = []
+        var sticky: [Bool] = []
+        func id(_ endpoint: Endpoint) -> Int {
+            if let known = ids[endpoint] { return known }
+            ids[endpoint] = parent.count
+            parent.append(parent.count)
+            sticky.append(false)
+            return parent.count - 1
+        }
+        func root(_ node: Int) -> Int {
+            var node = node
+            while parent[node] != node {
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            }
+            return node
+        }
+        var frontendIDs: [Endpoint: Int] = [:]
+        var backendIDs: [Endpoint: Int] = [:]
         for entry in tables.flatMap(\.entries) {
             let protocolNumber = entry.frontend.serviceProtocol.number
-            let sticky = entry.affinity != nil
             var addresses = ([entry.frontend] + entry.externalFrontends).map { ($0.address, $0.port) }
             if let nodePort = entry.nodePort { addresses += nodeAddresses.map { ($0, nodePort) } }
-            for (address, port) in addresses {
-                let endpoint = Endpoint(address: address, port: port, protocolNumber: protocolNumber)
-                frontends[endpoint] = (frontends[endpoint] ?? false) || sticky
+            let frontends = addresses.map { Endpoint(address: $0.0, port: $0.1, protocolNumber: protocolNumber) }
+            let backends = entry.backends.map {
+                Endpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
             }
-            for backend in entry.backends {
-                let endpoint = Endpoint(address: backend.address, port: backend.port, protocolNumber: protocolNumber)
-                backends[endpoint] = (backends[endpoint] ?? false) || sticky
+            var component = root(id(frontends[0]))
+            for endpoint in frontends + backends {
+                let other = root(id(endpoint))
+                if other != component {
+                    parent[other] = component
+                    sticky[component] = sticky[component] || sticky[other]
+                }
+                component = root(component)
             }
+            if entry.affinity != nil { sticky[component] = true }
+            for endpoint in frontends { frontendIDs[endpoint] = ids[endpoint] }
+            for endpoint in backends { backendIDs[endpoint] = ids[endpoint] }
         }
-        self.frontends = frontends
-        self.backends = backends
+        frontends = frontendIDs.mapValues { sticky[root($0)] }
+        backends = backendIDs.mapValues { sticky[root($0)] }
         frontendAddresses = Set(frontends.keys.map(\.address)).subtracting(nodeAddresses)
         backendAddresses = Set(backends.keys.map(\.address))
         self.nodeAddresses = nodeAddresses
@@ -60,12 +89,13 @@ public struct FlowSharding: Sendable {
         Int(key(of: frame, wireLength: wireLength, linkType: linkType) & 0xFF) % count
     }
 
-    /// The low byte of a client's key: masquerading picks a port with this low byte, so that the replies to the
-    /// node's address, keyed by that port, land in the client's shard.
-    public static func residue(ofClient address: IPv4Address, port: UInt16, sticky: Bool,
-                               nodeAddresses: [IPv4Address]) -> UInt8
-    {
-        UInt8(truncatingIfNeeded: clientKey(address, port, sticky: sticky, nodeAddresses: nodeAddresses))
+    /// The low byte of the key of a client of `frontend`: masquerading picks a port with this low byte, so that
+    /// the replies to the node's address, keyed by that port, land in the client's shard.
+    public func residue(ofClient address: IPv4Address, port: UInt16, toward frontend: Frontend) -> UInt8 {
+        let endpoint = Endpoint(address: frontend.address, port: frontend.port,
+                                protocolNumber: frontend.serviceProtocol.number)
+        let key = Self.clientKey(address, port, sticky: frontends[endpoint] ?? false, nodeAddresses: nodeAddresses)
+        return UInt8(truncatingIfNeeded: key)
     }
 
     private static func clientKey(_ address: IPv4Address, _ port: UInt16, sticky: Bool,

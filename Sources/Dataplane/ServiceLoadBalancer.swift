@@ -8,6 +8,10 @@ public struct LoadBalancerConfiguration: Sendable {
     public var seed: UInt64 = 0
     /// Maglev table size M (a prime) for `--lb maglev`; Cilium's default 16381.
     public var maglevTableSize = MaglevTable.defaultSize
+    /// How the run's connections are sharded (built from every cluster state the run will apply): masquerade
+    /// ports are chosen so that replies shard with their client. Without one, the program builds its own from
+    /// the states it is given.
+    public var sharding: FlowSharding?
     /// Conntrack table size (`nf_conntrack_max`); kube-proxy sets at least 131072 on a node.
     public var conntrackMax = 262_144
     public var timeouts = ConntrackTimeouts()
@@ -75,6 +79,9 @@ public struct ServiceLoadBalancer {
     private var selector: BackendSelector
     private var affinity = AffinityTable()
     private var policy: TrafficPolicy
+    private var sharding: FlowSharding
+    /// Every cluster state applied so far, for a sharding of the program's own.
+    private var tablesSeen: [ServiceTable]
     /// Backends the capture's own replies show, consulted before the selector.
     public private(set) var observed: ObservedBackends?
 
@@ -91,6 +98,8 @@ public struct ServiceLoadBalancer {
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: table.entries.count, maglevSize: configuration.maglevTableSize)
         policy = TrafficPolicy(table: table, nodeName: configuration.nodeName, clusterCIDR: configuration.clusterCIDR)
+        tablesSeen = configuration.sharding == nil ? [table] : []
+        sharding = configuration.sharding ?? FlowSharding(tables: [table], nodeAddresses: configuration.nodeAddresses)
     }
 
     /// Moves the program's clock to a packet it does not see (one of another shard), as that packet would.
@@ -205,7 +214,9 @@ public struct ServiceLoadBalancer {
         var reply = FlowKey(source: backend.address, destination: flow.source, sourcePort: backend.port,
                             destinationPort: flow.sourcePort, protocolNumber: flow.protocolNumber)
         if policy.masquerades(entry, scope: scope, source: flow.source, backend: backend.address) {
-            guard let masqueraded = masquerade(flow, toward: reply, sticky: entry.affinity != nil) else {
+            let frontend = Frontend(address: flow.destination, port: flow.destinationPort,
+                                    serviceProtocol: entry.frontend.serviceProtocol)
+            guard let masqueraded = masquerade(flow, toward: reply, frontend: frontend) else {
                 return stats.recordDrop(.insertFailed)
             }
             reply = masqueraded
@@ -231,7 +242,7 @@ public struct ServiceLoadBalancer {
     /// (1-511, 600-1023 or 1024-65535), here from a hash of the seed and the tuple so that runs repeat, moving on
     /// while the tuple is taken. Ports whose low byte is the client's shard residue come first, so that the
     /// replies shard with the client (`FlowSharding`). Nil when there is no node address or no free port.
-    private func masquerade(_ flow: FlowKey, toward reply: FlowKey, sticky: Bool) -> FlowKey? {
+    private func masquerade(_ flow: FlowKey, toward reply: FlowKey, frontend: Frontend) -> FlowKey? {
         var route: IPv4Network?
         for network in configuration.sourceRoutes where network.contains(reply.source) {
             if network.prefixLength > route?.prefixLength ?? -1 { route = network }
@@ -245,8 +256,7 @@ public struct ServiceLoadBalancer {
                                     destinationPort: UInt16(port), protocolNumber: flow.protocolNumber)
             return conntrack.contains(candidate) ? nil : candidate
         }
-        let residue = Int(FlowSharding.residue(ofClient: flow.source, port: flow.sourcePort, sticky: sticky,
-                                               nodeAddresses: configuration.nodeAddresses))
+        let residue = Int(sharding.residue(ofClient: flow.source, port: flow.sourcePort, toward: frontend))
         let firstInResidue = first + (residue - first % 256 + 256) % 256
         let inResidue = firstInResidue < first + count ? (first + count - 1 - firstInResidue) / 256 + 1 : 0
         if inResidue > 0 {
@@ -377,6 +387,10 @@ extension ServiceLoadBalancer {
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: newTable.entries.count, maglevSize: configuration.maglevTableSize)
         policy.load(newTable)
+        if configuration.sharding == nil {
+            tablesSeen.append(newTable)
+            sharding = FlowSharding(tables: tablesSeen, nodeAddresses: configuration.nodeAddresses)
+        }
         return change
     }
 }

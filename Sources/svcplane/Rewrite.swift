@@ -109,11 +109,12 @@ final class CaptureRun {
         let table = try cluster.serviceTable()
         let changes = try capture.scheduledChanges()
         self.changes = changes
-        let configuration = program.configuration
+        var configuration = program.configuration
+        // The same sharding with or without --shard, so that masquerade ports do not depend on it.
+        let sharding = FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses)
+        configuration.sharding = sharding
         shard = capture.shard.flatMap(CaptureOptions.parseShard).map { index, count in
-            ShardSelection(index: index, count: count,
-                           sharding: FlowSharding(tables: [table] + changes.map(\.table),
-                                                  nodeAddresses: configuration.nodeAddresses))
+            ShardSelection(index: index, count: count, sharding: sharding)
         }
         do {
             reader = try PcapReader(path: input)

@@ -50,4 +50,33 @@ struct FlowShardingTests {
         })
         #expect(spread == [0, 1, 2, 3], "connections spread over the shards")
     }
+
+    @Test("Services sharing an endpoint share ClientIP stickiness: all of a client's connections to either land together")
+    func sharedEndpointStickiness() throws {
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: affinityManifest() + """
+
+            ---
+            kind: Service
+            metadata: {name: web-plain, namespace: default}
+            spec: {clusterIP: 10.96.148.207, selector: {app: web}, ports: [{port: 80, targetPort: 9376}]}
+            ---
+            kind: Service
+            metadata: {name: other, namespace: default}
+            spec: {clusterIP: 10.96.148.208, ports: [{port: 80}]}
+            ---
+            kind: Endpoints
+            metadata: {name: other, namespace: default}
+            subsets: [{addresses: [{ip: 10.244.7.7}], ports: [{port: 80}]}]
+            """, name: "manifest", into: &manifests)
+        let sharding = FlowSharding(tables: [try ServiceTableBuilder.build(manifests)], nodeAddresses: [])
+        let client = IPv4Address("172.16.0.9")!
+        func residues(_ clusterIP: String) -> Set<UInt8> {
+            let frontend = Frontend(address: IPv4Address(clusterIP)!, port: 80, serviceProtocol: .tcp)
+            return Set((UInt16(30000)..<30064).map { sharding.residue(ofClient: client, port: $0, toward: frontend) })
+        }
+        #expect(residues("10.96.148.206").count == 1, "the affinity Service keys its clients by address")
+        #expect(residues("10.96.148.207") == residues("10.96.148.206"), "so does one sharing its pods")
+        #expect(residues("10.96.148.208").count > 32, "an unrelated Service keys by address and port")
+    }
 }
