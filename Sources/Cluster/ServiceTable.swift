@@ -153,9 +153,14 @@ public struct ServicePortEntry: Sendable {
     /// is ready the serving-and-terminating ones there. Every usable endpoint when `nodeName` is nil.
     public func usableBackends(onNode nodeName: String?) -> [Int] {
         guard let nodeName else { return usableBackends }
-        let here = backends.indices.filter { backends[$0].nodeName == nodeName }
-        let ready = here.filter { backends[$0].ready }
-        return ready.isEmpty ? here.filter { backends[$0].serving && backends[$0].terminating } : ready
+        return Self.usable(backends.indices.filter { backends[$0].nodeName == nodeName }, of: backends)
+    }
+
+    /// The endpoints among `positions` (of `backends`) that take new connections: the ready ones, or when none
+    /// is ready the serving-and-terminating ones (kube-proxy's terminating fallback).
+    public static func usable(_ positions: [Int], of backends: [Backend]) -> [Int] {
+        let ready = positions.filter { backends[$0].ready }
+        return ready.isEmpty ? positions.filter { backends[$0].serving && backends[$0].terminating } : ready
     }
 
     /// The frontends reached from outside the cluster that share the Service port (external and LB IPs).

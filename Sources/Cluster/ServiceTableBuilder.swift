@@ -55,8 +55,9 @@ public enum ServiceTableBuilder {
                                         message: "\(frontend) is listed twice")
                 }
                 let backends = finder.backends(for: port, protocol: serviceProtocol)
+                let usable = ServicePortEntry.usable(Array(backends.indices), of: backends)
                 var entry = ServicePortEntry(name: name, frontend: frontend, backends: backends,
-                                             usableBackends: usable(backends), affinity: affinity)
+                                             usableBackends: usable, affinity: affinity)
                 try exposure.apply(to: &entry, port: port, origin: located.origin)
                 for external in entry.externalFrontends where !frontends.insert(external).inserted {
                     throw ManifestError(origin: located.origin, field: "spec.externalIPs",
@@ -97,12 +98,6 @@ public enum ServiceTableBuilder {
                                     message: "EndpointSlice for \(name), which is not a loaded Service")
             }
         }
-    }
-
-    /// Ready endpoints; when none is ready, the serving and terminating ones.
-    static func usable(_ backends: [Backend]) -> [Int] {
-        let ready = backends.indices.filter { backends[$0].ready }
-        return ready.isEmpty ? backends.indices.filter { backends[$0].serving && backends[$0].terminating } : ready
     }
 
     /// The API server's rules for a Service's ports: each valid, and named (uniquely) when there are several.

@@ -81,14 +81,12 @@ struct ServicePortRules {
     }
 
     mutating func write() {
-        let cluster = entry.usableBackends
-        let local = entry.usableBackends(onNode: options.nodeName)
+        let endpoints = EndpointCategories(entry, nodeName: options.nodeName)
+        let (cluster, local) = (endpoints.cluster, endpoints.local)
         let external = entry.isExternallyAccessible
-        let hasEndpoints = !cluster.isEmpty
-        let hasInternalEndpoints = hasEndpoints && !(entry.internalTrafficLocal && local.isEmpty)
-        let hasExternalEndpoints = hasEndpoints && !(entry.externalTrafficLocal && local.isEmpty)
-        let usesClusterChain = hasEndpoints && entry.usesClusterEndpoints
-        let usesLocalChain = !local.isEmpty && entry.usesLocalEndpoints
+        let hasEndpoints = endpoints.hasEndpoints
+        let hasInternalEndpoints = endpoints.hasInternalEndpoints
+        let hasExternalEndpoints = endpoints.hasExternalEndpoints
         let serviceChain = ChainNames.service(entry)
         let localChain = ChainNames.local(entry)
         let externalChain = ChainNames.external(entry)
@@ -159,12 +157,9 @@ struct ServicePortRules {
             natRules.append("-A \(firewallChain) -m comment --comment \"other traffic to \(name) will be dropped by "
                 + "KUBE-PROXY-FIREWALL\"")
         }
-        if usesClusterChain { writeBalancing(serviceChain, over: cluster) }
-        if usesLocalChain { writeBalancing(localChain, over: local) }
-        let reachable = Set((usesClusterChain ? cluster : []) + (usesLocalChain ? local : []))
-        for position in entry.backends.indices where reachable.contains(position) {
-            writeEndpoint(entry.backends[position])
-        }
+        if !cluster.isEmpty { writeBalancing(serviceChain, over: cluster) }
+        if !local.isEmpty { writeBalancing(localChain, over: local) }
+        for position in endpoints.reachable(in: entry) { writeEndpoint(entry.backends[position]) }
     }
 
     private var noEndpoints: String { "-m comment --comment \"\(name) has no endpoints\"" }

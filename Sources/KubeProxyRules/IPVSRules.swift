@@ -63,8 +63,14 @@ public enum IPVSRules {
     /// The virtual servers of one Service port: ClusterIP (internal policy), then external IPs, load balancer
     /// IPs and node addresses at the node port (external policy).
     static func virtualServers(of entry: ServicePortEntry, options: KubeProxyOptions) -> [VirtualServer] {
-        let internalServers = realServers(of: entry, local: entry.internalTrafficLocal, options: options)
-        let externalServers = realServers(of: entry, local: entry.externalTrafficLocal, options: options)
+        let endpoints = EndpointCategories(entry, nodeName: options.nodeName)
+        // syncEndpoint: the local endpoints under a Local policy, the cluster's when there are none (or when the
+        // policy is Cluster).
+        func realServers(localPolicy: Bool) -> [Backend] {
+            (localPolicy && !endpoints.local.isEmpty ? endpoints.local : endpoints.cluster).map { entry.backends[$0] }
+        }
+        let internalServers = realServers(localPolicy: entry.internalTrafficLocal)
+        let externalServers = realServers(localPolicy: entry.externalTrafficLocal)
         func server(_ address: IPv4Address, _ port: UInt16, _ realServers: [Backend]) -> VirtualServer {
             VirtualServer(address: address, port: port, serviceProtocol: entry.frontend.serviceProtocol,
                           persistence: entry.affinity?.timeoutSeconds, realServers: realServers)
@@ -77,14 +83,6 @@ public enum IPVSRules {
             servers += options.nodeAddresses.map { server($0, nodePort, externalServers) }
         }
         return servers
-    }
-
-    /// syncEndpoint: the local endpoints under a Local policy, the cluster's when there are none (or when the
-    /// policy is Cluster). Cluster endpoints exist only if some traffic of the Service port uses them.
-    static func realServers(of entry: ServicePortEntry, local: Bool, options: KubeProxyOptions) -> [Backend] {
-        let cluster = entry.usesClusterEndpoints ? entry.usableBackends : []
-        let localEndpoints = local ? entry.usableBackends(onNode: options.nodeName) : []
-        return (localEndpoints.isEmpty ? cluster : localEndpoints).map { entry.backends[$0] }
     }
 
     /// libipvs's ipvs_cmp_services: protocol number, then address, then port. The address difference is taken

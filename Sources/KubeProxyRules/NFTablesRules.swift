@@ -185,14 +185,14 @@ struct NFTablesTransaction {
         let externalChain = "external-" + base
         let firewallChain = "firewall-" + base
 
-        let cluster = entry.usesClusterEndpoints ? entry.usableBackends : []
-        let local = entry.usesLocalEndpoints ? entry.usableBackends(onNode: options.nodeName) : []
-        let reachable = entry.backends.indices.filter { cluster.contains($0) || local.contains($0) }
-        let hasEndpoints = !entry.usableBackends.isEmpty
+        let endpoints = EndpointCategories(entry, nodeName: options.nodeName)
+        let (cluster, local) = (endpoints.cluster, endpoints.local)
+        let reachable = endpoints.reachable(in: entry)
+        let hasEndpoints = endpoints.hasEndpoints
         let usesClusterChain = !cluster.isEmpty
         let usesLocalChain = !local.isEmpty
-        let hasInternalEndpoints = hasEndpoints && !(entry.internalTrafficLocal && local.isEmpty)
-        let hasExternalEndpoints = hasEndpoints && !(entry.externalTrafficLocal && local.isEmpty)
+        let hasInternalEndpoints = endpoints.hasInternalEndpoints
+        let hasExternalEndpoints = endpoints.hasExternalEndpoints
         let internalChain = entry.internalTrafficLocal ? localChain : clusterChain
         let externalPolicyChain = entry.externalTrafficLocal ? localChain : clusterChain
         let usesExternalChain = hasEndpoints && entry.isExternallyAccessible

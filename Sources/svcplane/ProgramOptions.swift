@@ -113,7 +113,7 @@ struct ProgramOptions: ParsableArguments {
     @Option(name: .customLong("node-ip"), help: ArgumentHelp(
         "An address of the node: node ports are served on it; the first is the source of ICMP rejects (default: "
             + "the rejected address) and of masqueraded traffic. Repeatable.", valueName: "address"))
-    var nodeIPs: [String] = []
+    var nodeIPs: [IPv4Address] = []
 
     @Option(name: .customLong("node-name"), help: ArgumentHelp(
         "The node's name: under a Local traffic policy, only endpoints with this nodeName take connections "
@@ -142,9 +142,6 @@ struct ProgramOptions: ParsableArguments {
         guard (1...(1 << 30)).contains(conntrackMax) else {
             throw ValidationError("--conntrack-max must be between 1 and 1073741824.")
         }
-        for nodeIP in nodeIPs where IPv4Address(nodeIP) == nil {
-            throw ValidationError("--node-ip \(nodeIP): not an IPv4 address.")
-        }
         guard (3...1_000_003).contains(maglevTableSize), MaglevTable.isPrime(maglevTableSize) else {
             throw ValidationError("--maglev-table-size must be a prime between 3 and 1000003 (Cilium: 16381).")
         }
@@ -163,7 +160,7 @@ struct ProgramOptions: ParsableArguments {
         configuration.seed = seed
         configuration.maglevTableSize = maglevTableSize
         configuration.conntrackMax = conntrackMax
-        configuration.nodeAddresses = nodeIPs.compactMap { IPv4Address($0) }
+        configuration.nodeAddresses = nodeIPs
         configuration.nodeName = nodeName
         configuration.clusterCIDR = clusterCIDR
         // As kube-proxy's flags: 0 leaves the kernel's value as it is.
@@ -186,6 +183,9 @@ struct CommandFailure: Error {
 
 extension LoadBalancingMode: ExpressibleByArgument {}
 extension IPv4Network: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
+extension IPv4Address: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
 }
 extension OutputFormat: ExpressibleByArgument {}

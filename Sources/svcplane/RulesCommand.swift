@@ -59,7 +59,7 @@ struct RulesCommand: ParsableCommand {
         An address of the node (repeatable): IPVS mode serves node ports on each, nftables mode lists them in \
         nodeport-ips (without any, node ports are served on every local address).
         """, valueName: "address"))
-    var nodeIPs: [String] = []
+    var nodeIPs: [IPv4Address] = []
 
     @Option(name: .customLong("service-cidr"), help: ArgumentHelp("""
         A Service CIDR (--service-cluster-ip-range; repeatable): nftables mode drops traffic to its unallocated \
@@ -68,9 +68,6 @@ struct RulesCommand: ParsableCommand {
     var serviceCIDRs: [IPv4Network] = []
 
     func validate() throws {
-        for nodeIP in nodeIPs where IPv4Address(nodeIP) == nil {
-            throw ValidationError("--node-ip \(nodeIP): not an IPv4 address.")
-        }
         switch (mode, format) {
         case (.iptables, .list?), (.nftables, .list?):
             throw ValidationError("--format list is the IPVS view; use --mode ipvs.")
@@ -84,7 +81,7 @@ struct RulesCommand: ParsableCommand {
     func run() throws {
         let table = try cluster.serviceTable()
         var options = KubeProxyOptions(clusterCIDR: clusterCIDR, nodeName: nodeName)
-        options.nodeAddresses = nodeIPs.compactMap { IPv4Address($0) }
+        options.nodeAddresses = nodeIPs
         options.serviceCIDRs = serviceCIDRs.map(\.description)
         let text: String
         switch (mode, format) {
