@@ -22,8 +22,8 @@ struct BackendSelector {
     let maglevSize: Int
     /// Next rotation position per service port (round-robin only).
     private var rotation: [Int]
-    /// Maglev tables built on a service port's first new connection, keyed by `key(entry:local:)`: the
-    /// cluster-wide and this node's endpoints have a table each.
+    /// Maglev tables built on a service port's first new connection, keyed by the entry's index and whether the
+    /// candidates are this node's endpoints: the cluster-wide and the local endpoints have a table each.
     private var maglevTables: [Int: MaglevTable] = [:]
 
     init(mode: LoadBalancingMode, seed: UInt64, servicePorts: Int, maglevSize: Int = MaglevTable.defaultSize) {

@@ -6,10 +6,11 @@ import PacketWire
 /// and after NAT, land in the same shard.
 ///
 /// A packet's key is its client's: the side that is not an endpoint, else the side that is not a Service
-/// frontend (the sets of every cluster state of the run, so a removed endpoint's late replies still count). The key
-/// of a client address is a hash of the address alone, so a client's connections stay together (ClientIP
-/// affinity sees them all); the key of a node address is its port, since masqueraded replies come back to the
-/// node, and the masquerade port is chosen in the residue of the client's key (`residue(ofClient:port:)`).
+/// frontend (the sets of every cluster state of the run, so a removed endpoint's late replies still count). A
+/// client's key is a hash of its address and port, or of its address alone for a Service port with ClientIP
+/// affinity or sharing an endpoint with one (so that one shard sees all of a client's connections to it); on a
+/// node address it is the port, since masqueraded replies come back to the node: the masquerade port is chosen
+/// in the residue of the client's key (`residue(ofClient:port:toward:)`).
 /// ICMP errors take the key of the datagram they quote; packets without a client side (pod to pod, or neither
 /// side known) take a symmetric hash of both ends; frames that are not IPv4 all go to shard 0.
 public struct FlowSharding: Sendable {
@@ -62,14 +63,13 @@ public struct FlowSharding: Sendable {
             let backends = entry.backends.map {
                 Endpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
             }
-            var component = root(id(frontends[0]))
+            let component = root(id(frontends[0]))
             for endpoint in frontends + backends {
                 let other = root(id(endpoint))
                 if other != component {
                     parent[other] = component
                     sticky[component] = sticky[component] || sticky[other]
                 }
-                component = root(component)
             }
             if entry.affinity != nil { sticky[component] = true }
             for endpoint in frontends { frontendIDs[endpoint] = ids[endpoint] }

@@ -9,8 +9,8 @@ public struct LoadBalancerConfiguration: Sendable {
     /// Maglev table size M (a prime) for `--lb maglev`; Cilium's default 16381.
     public var maglevTableSize = MaglevTable.defaultSize
     /// How the run's connections are sharded (built from every cluster state the run will apply): masquerade
-    /// ports are chosen so that replies shard with their client. Without one, the program builds its own from
-    /// the states it is given.
+    /// ports are chosen so that replies shard with their client. Without one, a program that masquerades
+    /// builds its own from the states it is given.
     public var sharding: FlowSharding?
     /// Conntrack table size (`nf_conntrack_max`); kube-proxy sets at least 131072 on a node.
     public var conntrackMax = 262_144
@@ -79,7 +79,8 @@ public struct ServiceLoadBalancer {
     private var selector: BackendSelector
     private var affinity = AffinityTable()
     private var policy: TrafficPolicy
-    private var sharding: FlowSharding
+    /// Nil when nothing is masqueraded (no cluster CIDR and none configured).
+    private var sharding: FlowSharding?
     /// Every cluster state applied so far, for a sharding of the program's own.
     private var tablesSeen: [ServiceTable]
     /// Backends the capture's own replies show, consulted before the selector.
@@ -99,7 +100,9 @@ public struct ServiceLoadBalancer {
                                    servicePorts: table.entries.count, maglevSize: configuration.maglevTableSize)
         policy = TrafficPolicy(table: table, nodeName: configuration.nodeName, clusterCIDR: configuration.clusterCIDR)
         tablesSeen = configuration.sharding == nil ? [table] : []
-        sharding = configuration.sharding ?? FlowSharding(tables: [table], nodeAddresses: configuration.nodeAddresses)
+        sharding = configuration.sharding ?? configuration.clusterCIDR.map { _ in
+            FlowSharding(tables: [table], nodeAddresses: configuration.nodeAddresses)
+        }
     }
 
     /// Moves the program's clock to a packet it does not see (one of another shard), as that packet would.
@@ -256,10 +259,10 @@ public struct ServiceLoadBalancer {
                                     destinationPort: UInt16(port), protocolNumber: flow.protocolNumber)
             return conntrack.contains(candidate) ? nil : candidate
         }
-        let residue = Int(sharding.residue(ofClient: flow.source, port: flow.sourcePort, toward: frontend))
-        let firstInResidue = first + (residue - first % 256 + 256) % 256
-        let inResidue = firstInResidue < first + count ? (first + count - 1 - firstInResidue) / 256 + 1 : 0
-        if inResidue > 0 {
+        if let sharding {
+            let residue = Int(sharding.residue(ofClient: flow.source, port: flow.sourcePort, toward: frontend))
+            let firstInResidue = first + (residue - first % 256 + 256) % 256
+            let inResidue = firstInResidue < first + count ? (first + count - 1 - firstInResidue) / 256 + 1 : 0
             let start = FlowHash.index(hash, count: inResidue)
             for attempt in 0..<inResidue {
                 if let tuple = free(firstInResidue + 256 * ((start + attempt) % inResidue)) { return tuple }
@@ -387,7 +390,7 @@ extension ServiceLoadBalancer {
         selector = BackendSelector(mode: configuration.mode, seed: configuration.seed,
                                    servicePorts: newTable.entries.count, maglevSize: configuration.maglevTableSize)
         policy.load(newTable)
-        if configuration.sharding == nil {
+        if configuration.sharding == nil, configuration.clusterCIDR != nil {
             tablesSeen.append(newTable)
             sharding = FlowSharding(tables: tablesSeen, nodeAddresses: configuration.nodeAddresses)
         }

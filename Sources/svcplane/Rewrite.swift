@@ -110,11 +110,15 @@ final class CaptureRun {
         let changes = try capture.scheduledChanges()
         self.changes = changes
         var configuration = program.configuration
-        // The same sharding with or without --shard, so that masquerade ports do not depend on it.
-        let sharding = FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses)
+        // Needed to shard and to masquerade (its ports follow the shards); the same with or without --shard, so
+        // that masquerade ports do not depend on it.
+        let sharding = capture.shard == nil && configuration.clusterCIDR == nil ? nil
+            : FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses)
         configuration.sharding = sharding
-        shard = capture.shard.flatMap(CaptureOptions.parseShard).map { index, count in
-            ShardSelection(index: index, count: count, sharding: sharding)
+        if let selection = capture.shard.flatMap(CaptureOptions.parseShard), let sharding {
+            shard = ShardSelection(index: selection.index, count: selection.count, sharding: sharding)
+        } else {
+            shard = nil
         }
         do {
             reader = try PcapReader(path: input)
