@@ -34,7 +34,7 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["PacketWire"], path: "Tests/Support"),
         .testTarget(name: "PacketWireTests", dependencies: ["PacketWire", "TestSupport"]),
-        .testTarget(name: "PacketIOTests", dependencies: ["PacketIO", "PacketWire", "TestSupport"]),
+        .testTarget(name: "PacketIOTests", dependencies: ["CPcap", "PacketIO", "PacketWire", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "ConntrackTests", dependencies: ["Conntrack", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "TestSupport"]),

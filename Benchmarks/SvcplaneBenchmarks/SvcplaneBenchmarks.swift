@@ -196,7 +196,8 @@ enum Fixtures {
     /// Inserts a UDP connection (to a pod) and tracks its first datagram, as the program does; returns its slot.
     @discardableResult
     static func track(_ table: inout ConntrackTable, _ flow: FlowKey) -> Int {
-        guard case .success(let slot) = table.insert(original: flow, reply: reply(flow), now: 1, tag: 0) else {
+        guard case .success(let slot) = table.insert(original: flow, reply: reply(flow), now: 1, tag: 0, serial: 0)
+        else {
             fatalError("insert failed")
         }
         _ = table.track(slot: slot, direction: .original, segment: nil, now: 1, timeouts: ConntrackTimeouts())

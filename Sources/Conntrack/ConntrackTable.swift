@@ -14,7 +14,6 @@ public struct ConntrackTable: Sendable {
     private var freeSlots: [Int32]
     /// Tuple to slot; the low bit of the value is the direction.
     private var index: TupleIndex
-    private var nextSerial: UInt32 = 0
     private var collectCursor = 0
 
     /// Entries examined for expiry on every insertion, so expired entries are reclaimed without scans.
@@ -85,8 +84,9 @@ public struct ConntrackTable: Sendable {
 
     private func find(_ key: FlowKey) -> Int32? { index.find(key, entries: slots) }
 
-    /// Adds a connection and returns its slot.
-    public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32)
+    /// Adds a connection and returns its slot. `serial` orders the listing (the program gives the number of the
+    /// frame that opened the connection, so that the entries of shards merge into one run's order).
+    public mutating func insert(original: FlowKey, reply: FlowKey, now: Int64, tag: UInt32, serial: UInt32)
         -> Result<Int, InsertFailure>
     {
         collectExpired(now: now, budget: Self.collectPerInsert)
@@ -96,9 +96,8 @@ public struct ConntrackTable: Sendable {
             if find(original) != nil || find(reply) != nil { return .failure(.clash) }
         }
         if count >= capacity && !earlyDrop(near: original, now: now) { return .failure(.full) }
-        let entry = ConntrackEntry(created: now, expires: now, serial: nextSerial, original: original, reply: reply,
+        let entry = ConntrackEntry(created: now, expires: now, serial: serial, original: original, reply: reply,
                                    tag: tag)
-        nextSerial &+= 1
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = Int(free)

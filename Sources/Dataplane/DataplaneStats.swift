@@ -116,4 +116,26 @@ public struct DataplaneStats: Sendable {
 
     mutating func recordConnection(backend: Int) { backendConnections[backend] += 1 }
     mutating func recordPacket(backend: Int) { backendPackets[backend] += 1 }
+
+    /// The counts of two programs that shared a run (workers over shards of its connections) added up.
+    public static func + (left: DataplaneStats, right: DataplaneStats) -> DataplaneStats {
+        func sum(_ a: [Int], _ b: [Int]) -> [Int] {
+            (0..<max(a.count, b.count)).map { (a.count > $0 ? a[$0] : 0) + (b.count > $0 ? b[$0] : 0) }
+        }
+        var total = left
+        total.packets += right.packets
+        total.actions = sum(left.actions, right.actions)
+        total.passReasons = sum(left.passReasons, right.passReasons)
+        total.dropReasons = sum(left.dropReasons, right.dropReasons)
+        total.malformed = sum(left.malformed, right.malformed)
+        total.translatedOriginal += right.translatedOriginal
+        total.translatedReply += right.translatedReply
+        total.translatedRelated += right.translatedRelated
+        total.newConnections += right.newConnections
+        total.rejected += right.rejected
+        total.masqueraded += right.masqueraded
+        total.backendConnections = sum(left.backendConnections, right.backendConnections)
+        total.backendPackets = sum(left.backendPackets, right.backendPackets)
+        return total
+    }
 }

@@ -21,11 +21,25 @@ public struct FlowSharding: Sendable {
         let address: IPv4Address
         let port: UInt16
         let protocolNumber: UInt8
+
+        /// Address, port and protocol in one word, the key of `roles` (a word hashes in one step).
+        var key: UInt64 { UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber) }
     }
 
-    /// Frontends and endpoints, each with whether a Service port it belongs to has ClientIP affinity.
-    private let frontends: [Endpoint: Bool]
-    private let backends: [Endpoint: Bool]
+    /// What an address, port and protocol is to the run's Service ports: a frontend, an endpoint (either with
+    /// whether a Service port it belongs to has ClientIP affinity).
+    private struct Role: OptionSet {
+        let rawValue: UInt8
+        static let frontend = Role(rawValue: 1)
+        static let stickyFrontend = Role(rawValue: 2)
+        static let backend = Role(rawValue: 4)
+        static let stickyBackend = Role(rawValue: 8)
+    }
+
+    /// The roles of every frontend and endpoint, by `Endpoint.key`: one lookup per side of a packet whose port
+    /// is in `rolePorts`.
+    private let roles: [UInt64: Role]
+    private let rolePorts: PortSet
     private let frontendAddresses: Set<IPv4Address>
     private let backendAddresses: Set<IPv4Address>
     private let nodeAddresses: [IPv4Address]
@@ -75,10 +89,17 @@ public struct FlowSharding: Sendable {
             for endpoint in frontends { frontendIDs[endpoint] = ids[endpoint] }
             for endpoint in backends { backendIDs[endpoint] = ids[endpoint] }
         }
-        frontends = frontendIDs.mapValues { sticky[root($0)] }
-        backends = backendIDs.mapValues { sticky[root($0)] }
-        frontendAddresses = Set(frontends.keys.map(\.address)).subtracting(nodeAddresses)
-        backendAddresses = Set(backends.keys.map(\.address))
+        var roles: [UInt64: Role] = [:]
+        for (endpoint, id) in frontendIDs {
+            roles[endpoint.key, default: []].insert(sticky[root(id)] ? [.frontend, .stickyFrontend] : .frontend)
+        }
+        for (endpoint, id) in backendIDs {
+            roles[endpoint.key, default: []].insert(sticky[root(id)] ? [.backend, .stickyBackend] : .backend)
+        }
+        self.roles = roles
+        rolePorts = PortSet((frontendIDs.keys.map(\.port) + backendIDs.keys.map(\.port)))
+        frontendAddresses = Set(frontendIDs.keys.map(\.address)).subtracting(nodeAddresses)
+        backendAddresses = Set(backendIDs.keys.map(\.address))
         self.nodeAddresses = nodeAddresses
     }
 
@@ -94,7 +115,8 @@ public struct FlowSharding: Sendable {
     public func residue(ofClient address: IPv4Address, port: UInt16, toward frontend: Frontend) -> UInt8 {
         let endpoint = Endpoint(address: frontend.address, port: frontend.port,
                                 protocolNumber: frontend.serviceProtocol.number)
-        let key = Self.clientKey(address, port, sticky: frontends[endpoint] ?? false, nodeAddresses: nodeAddresses)
+        let sticky = roles[endpoint.key]?.contains(.stickyFrontend) ?? false
+        let key = Self.clientKey(address, port, sticky: sticky, nodeAddresses: nodeAddresses)
         return UInt8(truncatingIfNeeded: key)
     }
 
@@ -127,14 +149,16 @@ public struct FlowSharding: Sendable {
                                    protocolNumber: flow.protocolNumber)
         // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
         // Service's node port.
+        let sourceRole = rolePorts.contains(source.port) ? roles[source.key] ?? [] : []
+        let destinationRole = rolePorts.contains(destination.port) ? roles[destination.key] ?? [] : []
         let client: (endpoint: Endpoint, sticky: Bool)?
-        switch (backends[source], backends[destination]) {
-        case (nil, let sticky?): client = (source, sticky)
-        case (let sticky?, nil): client = (destination, sticky)
+        switch (sourceRole.contains(.backend), destinationRole.contains(.backend)) {
+        case (false, true): client = (source, destinationRole.contains(.stickyBackend))
+        case (true, false): client = (destination, sourceRole.contains(.stickyBackend))
         default:
-            switch (frontends[source], frontends[destination]) {
-            case (nil, let sticky?): client = (source, sticky)
-            case (let sticky?, nil): client = (destination, sticky)
+            switch (sourceRole.contains(.frontend), destinationRole.contains(.frontend)) {
+            case (false, true): client = (source, destinationRole.contains(.stickyFrontend))
+            case (true, false): client = (destination, sourceRole.contains(.stickyFrontend))
             default: client = nil
             }
         }

@@ -18,29 +18,39 @@ public struct ObservedBackends: Sendable {
     }
 
     /// A backend address and port with the protocol.
-    struct Endpoint: Hashable, Sendable {
+    struct Endpoint: Equatable, Sendable {
         var address: IPv4Address
         var port: UInt16
         var protocolNumber: UInt8
+
+        /// Address, port and protocol in one word: the maps' key (a word hashes in one step).
+        var key: UInt64 { Self.key(address: address, port: port, protocolNumber: protocolNumber) }
+
+        static func key(address: IPv4Address, port: UInt16, protocolNumber: UInt8) -> UInt64 {
+            UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber)
+        }
     }
 
-    private let backends: Set<Endpoint>
-    /// Client address, port and protocol (in a `FlowKey` with zero destination) to observations in time order.
-    private var observations: [FlowKey: [Observation]] = [:]
+    /// Keys of the backends, and their ports (to skip the lookup for other ports).
+    private let backends: Set<UInt64>
+    private let backendPorts: PortSet
+    /// Client address, port and protocol (an `Endpoint.key`) to observations in time order.
+    private var observations: [UInt64: [Observation]] = [:]
     private let udpTimeout: Int64
     /// Connections whose backend came from the capture.
     public private(set) var decided = 0
 
     /// Observes replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
     public init(tables: [ServiceTable], udpTimeoutSeconds: Int64) {
-        var endpoints = Set<Endpoint>()
+        var endpoints = Set<UInt64>()
         for entry in tables.flatMap(\.entries) {
             for backend in entry.backends {
-                endpoints.insert(Endpoint(address: backend.address, port: backend.port,
-                                          protocolNumber: entry.frontend.serviceProtocol.number))
+                endpoints.insert(Endpoint.key(address: backend.address, port: backend.port,
+                                              protocolNumber: entry.frontend.serviceProtocol.number))
             }
         }
         backends = endpoints
+        backendPorts = PortSet(tables.flatMap(\.entries).flatMap(\.backends).map(\.port))
         udpTimeout = udpTimeoutSeconds * 1_000_000_000
     }
 
@@ -59,9 +69,9 @@ public struct ObservedBackends: Sendable {
               let transport = try? TransportHeader(ip: ip)
         else { return }
         let backend = Endpoint(address: ip.source, port: transport.sourcePort, protocolNumber: ip.protocolNumber)
-        guard backends.contains(backend) else { return }
-        let client = Self.clientKey(address: ip.destination, port: transport.destinationPort,
-                                    protocolNumber: ip.protocolNumber)
+        guard backendPorts.contains(backend.port), backends.contains(backend.key) else { return }
+        let client = Endpoint.key(address: ip.destination, port: transport.destinationPort,
+                                  protocolNumber: ip.protocolNumber)
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
         Self.record(&observations[client, default: []], backend: backend, startsConnection: isSynAck, at: timestamp,
@@ -85,7 +95,7 @@ public struct ObservedBackends: Sendable {
     /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next after
     /// `time`.
     mutating func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
-        let client = Self.clientKey(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        let client = Endpoint.key(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
         guard let list = observations[client] else { return nil }
         for observation in list where observation.time >= time {
             if let position = candidates.first(where: {
@@ -97,10 +107,5 @@ public struct ObservedBackends: Sendable {
             }
         }
         return nil
-    }
-
-    private static func clientKey(address: IPv4Address, port: UInt16, protocolNumber: UInt8) -> FlowKey {
-        FlowKey(source: address, destination: IPv4Address(0), sourcePort: port, destinationPort: 0,
-                protocolNumber: protocolNumber)
     }
 }

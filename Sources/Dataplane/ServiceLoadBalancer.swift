@@ -74,6 +74,8 @@ public struct ServiceLoadBalancer {
     /// Timestamp of the latest packet: the table's "now", never going back (like the kernel's jiffies) even
     /// when a merged capture has records out of order.
     public private(set) var clock: Int64 = 0
+    /// Frames run or passed to `advanceClock` so far: a frame's number in the capture, also in a shard of it.
+    public private(set) var framesSeen: UInt32 = 0
 
     private let configuration: LoadBalancerConfiguration
     private var selector: BackendSelector
@@ -106,11 +108,14 @@ public struct ServiceLoadBalancer {
     }
 
     /// Moves the program's clock to a packet it does not see (one of another shard), as that packet would.
-    public mutating func advanceClock(to timestamp: Int64) { clock = max(clock, timestamp) }
+    public mutating func advanceClock(to timestamp: Int64) {
+        clock = max(clock, timestamp)
+        framesSeen &+= 1
+    }
 
     /// Runs the program on one packet.
     public mutating func run(_ context: inout XDPContext) -> XDPAction {
-        clock = max(clock, context.timestamp)
+        advanceClock(to: context.timestamp)
         let frame = context.data
         let link: LinkHeader
         do { link = try LinkHeader(frame: frame, linkType: linkType) } catch { return stats.recordMalformed(error) }
@@ -226,7 +231,8 @@ public struct ServiceLoadBalancer {
             stats.masqueraded += 1
         }
         let slot: Int
-        switch conntrack.insert(original: flow, reply: reply, now: clock, tag: UInt32(global)) {
+        switch conntrack.insert(original: flow, reply: reply, now: clock, tag: UInt32(global),
+                                  serial: framesSeen) {
         case .success(let inserted): slot = inserted
         case .failure(.full): return stats.recordDrop(.tableFull)
         case .failure(.clash): return stats.recordDrop(.insertFailed)

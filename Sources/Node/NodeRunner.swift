@@ -23,7 +23,7 @@ public struct ConntrackDumpTarget: Sendable {
 
     /// Replaces the file in one step (written aside, then renamed), so a reader never sees half a table.
     func write(_ program: ServiceLoadBalancer, now: Int64) throws(CaptureError) {
-        let text = ConntrackDump.render(ConntrackDump.records(of: program, at: now), format: format)
+        let text = ConntrackDump.render(ConntrackDump.records(of: [program], at: now), format: format)
         do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
             throw CaptureError(path: path, message: "cannot write the conntrack dump: \(error.localizedDescription)")
         }

@@ -37,7 +37,7 @@ public struct NodeSummary: Encodable, Sendable {
                                    generated: GeneratedFrame.allCases.map { stats.count(of: $0) }.reduce(0, +),
                                    dropped: NotForwardedReason.allCases.map { stats.count(notForwarded: $0) }
                                        .reduce(0, +))
-        program = RunSummary(counts: counts, program: forwarder.program)
+        program = RunSummary(counts: counts, programs: [forwarder.program])
         self.warnings = warnings
     }
 

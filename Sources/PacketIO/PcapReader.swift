@@ -5,17 +5,20 @@ import Glibc
 import Darwin
 #endif
 
-/// One captured frame as the reader hands it out. `bytes` is valid until the next `next()` call.
+/// One captured frame as the reader hands it out. `bytes` is the reader's own memory: the caller may rewrite it
+/// in place, and it is valid until the next `next()` call.
 public struct CapturedFrame {
     /// Captured bytes (possibly fewer than `wireLength` when cut at the snap length).
-    public let bytes: UnsafeRawBufferPointer
+    public let bytes: UnsafeMutableRawBufferPointer
     /// Length of the frame on the wire.
     public let wireLength: Int
     /// Capture time in nanoseconds since the Unix epoch.
     public let timestamp: Int64
 }
 
-/// Reads pcap and pcapng files through libpcap, with nanosecond timestamps.
+/// Reads pcap and pcapng files with nanosecond timestamps: libpcap opens every capture and reads pcapng, pipes
+/// and unusual records; a classic pcap file in this machine's byte order is read in blocks (`PcapBlockSource`),
+/// giving the frames libpcap would give.
 public final class PcapReader {
     public let path: String
     /// libpcap DLT value of the capture's link layer.
@@ -24,11 +27,18 @@ public final class PcapReader {
     /// The precision the file itself records, so a writer can keep it.
     public let filePrecision: TimestampPrecision
     /// Number of frames returned so far.
-    public private(set) var packetsRead = 0
+    // The per-record state is not checked for exclusive access at run time (a reader is used by one caller).
+    @exclusivity(unchecked) public private(set) var packetsRead = 0
 
     private let handle: OpaquePointer
+    @exclusivity(unchecked) private var blocks: PcapBlockSource?
 
-    public init(path: String) throws(CaptureError) {
+    public convenience init(path: String) throws(CaptureError) {
+        try self.init(path: path, readsBlocks: true)
+    }
+
+    /// `readsBlocks: false` leaves every record to libpcap (to compare the two).
+    init(path: String, readsBlocks: Bool) throws(CaptureError) {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_open_offline_with_tstamp_precision(
             path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errorBuffer)
@@ -41,12 +51,20 @@ public final class PcapReader {
         datalink = pcap_datalink(handle)
         snapLength = pcap_snapshot(handle)
         filePrecision = FilePrecisionProbe.precision(ofCaptureAt: path)
+        blocks = readsBlocks ? PcapBlockSource(path: path, snapLength: snapLength) : nil
     }
 
-    deinit { pcap_close(handle) }
+    deinit {
+        pcap_close(handle)
+        blocks?.release()
+    }
+
+    /// Whether records are read in blocks (until the end, or for the records libpcap does not take).
+    var readsBlocks: Bool { blocks != nil }
 
     /// How far into the file libpcap has read, in bytes; nil for a pipe.
     public var bytesRead: Int64? {
+        if let blocks { return blocks.offset }
         guard let file = pcap_file(handle) else { return nil }
         let position = ftello(file)
         return position >= 0 ? Int64(position) : nil
@@ -54,6 +72,24 @@ public final class PcapReader {
 
     /// The next frame, nil at the end of the file; throws with the packet number on a damaged record.
     public func next() throws(CaptureError) -> CapturedFrame? {
+        guard blocks != nil else { return try nextFromLibpcap() }
+        switch blocks!.next() {
+        case .frame(let frame):
+            packetsRead += 1
+            return frame
+        case .end:
+            return nil
+        case .unusual(let offset):
+            guard let file = pcap_file(handle), fseeko(file, off_t(offset), SEEK_SET) == 0 else {
+                throw CaptureError(path: path, packetNumber: packetsRead + 1, message: systemErrorText())
+            }
+            let frame = try nextFromLibpcap()
+            blocks!.resume(at: Int64(ftello(file)))
+            return frame
+        }
+    }
+
+    private func nextFromLibpcap() throws(CaptureError) -> CapturedFrame? {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         switch pcap_next_ex(handle, &header, &data) {
@@ -66,7 +102,9 @@ public final class PcapReader {
                                    message: "timestamp \(stamp.tv_sec) s is out of range")
             }
             return CapturedFrame(
-                bytes: UnsafeRawBufferPointer(start: data, count: Int(header.pointee.caplen)),
+                // libpcap's own read buffer, refilled by every read.
+                bytes: UnsafeMutableRawBufferPointer(start: UnsafeMutablePointer(mutating: data),
+                                                     count: Int(header.pointee.caplen)),
                 wireLength: Int(header.pointee.len),
                 timestamp: Int64(stamp.tv_sec) * 1_000_000_000 + Int64(stamp.tv_usec))
         case PCAP_ERROR_BREAK:

@@ -5,15 +5,21 @@ import Glibc
 import Darwin
 #endif
 
-/// Writes pcap files through libpcap with a given link type and timestamp precision.
+/// Writes pcap files with a given link type and timestamp precision: libpcap writes the file header; records,
+/// in the layout `pcap_dump` gives them, are gathered in a buffer of a megabyte and written a block at a time.
 public final class PcapWriter {
     public let path: String
-    public private(set) var packetsWritten = 0
+    // The per-record state is not checked for exclusive access at run time (a writer is used by one caller).
+    @exclusivity(unchecked) public private(set) var packetsWritten = 0
 
     private let deadHandle: OpaquePointer
     private let dumper: OpaquePointer
     private let precision: TimestampPrecision
     private var closed = false
+    private let buffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) private var buffered = 0
+    static let bufferLength = 1 << 20
+    static let recordHeaderLength = 16
 
     public init(path: String, datalink: Int32, snapLength: Int32, precision: TimestampPrecision)
         throws(CaptureError)
@@ -31,29 +37,52 @@ public final class PcapWriter {
         self.deadHandle = dead
         self.dumper = dumper
         self.precision = precision
+        buffer = .allocate(byteCount: Self.bufferLength, alignment: 16)
     }
 
     deinit {
-        if !closed { pcap_dump_close(dumper) }
+        if !closed {
+            writeBuffered()
+            pcap_dump_close(dumper)
+        }
         pcap_close(deadHandle)
+        buffer.deallocate()
     }
 
     /// Appends one frame; `timestamp` is nanoseconds since the Unix epoch.
     public func write(_ bytes: UnsafeRawBufferPointer, wireLength: Int, timestamp: Int64) {
         let seconds = timestamp / 1_000_000_000
         let fraction = timestamp % 1_000_000_000
-        var header = pcap_pkthdr()
-        header.ts.tv_sec = Int(seconds)
-        header.ts.tv_usec = Int(precision == .nanoseconds ? fraction : fraction / 1000)
-        header.caplen = UInt32(bytes.count)
-        header.len = UInt32(max(wireLength, bytes.count))
-        pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), &header,
-                  bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        // pcap_dump's record header: 32-bit seconds, fraction, captured and wire length, in host byte order.
+        let header = (UInt32(truncatingIfNeeded: seconds),
+                      UInt32(truncatingIfNeeded: precision == .nanoseconds ? fraction : fraction / 1000),
+                      UInt32(bytes.count), UInt32(max(wireLength, bytes.count)))
+        if buffered + Self.recordHeaderLength + bytes.count > buffer.count { writeBuffered() }
+        withUnsafeBytes(of: header) { append($0) }
+        if bytes.count > buffer.count - buffered {  // larger than the buffer: written as it is
+            writeBuffered()
+            fwrite(bytes.baseAddress, 1, bytes.count, pcap_dump_file(dumper))
+        } else {
+            append(bytes)
+        }
         packetsWritten += 1
+    }
+
+    private func append(_ bytes: UnsafeRawBufferPointer) {
+        UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<buffered + bytes.count]).copyMemory(from: bytes)
+        buffered += bytes.count
+    }
+
+    /// Hands the gathered records to the file's stream.
+    private func writeBuffered() {
+        guard buffered > 0 else { return }
+        fwrite(buffer.baseAddress, 1, buffered, pcap_dump_file(dumper))
+        buffered = 0
     }
 
     /// Flushes buffered frames; throws when the file system refused them (disk full, I/O error).
     public func flush() throws(CaptureError) {
+        writeBuffered()
         if pcap_dump_flush(dumper) != 0 || ferror(pcap_dump_file(dumper)) != 0 {
             throw CaptureError(path: path, packetNumber: nil,
                                message: "write failed after \(packetsWritten) packets: \(systemErrorText())")

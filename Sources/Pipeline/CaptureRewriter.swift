@@ -1,5 +1,6 @@
 import Cluster
 import Dataplane
+import Dispatch
 import PacketIO
 import PacketWire
 import Synchronization
@@ -54,108 +55,149 @@ public struct ScheduledChange: Sendable {
     }
 }
 
-/// One shard of a run split by connection (`--shard K/N`): only the frames `sharding` puts in shard `index` of
-/// `count` are processed and written.
-public struct ShardSelection: Sendable {
-    public let index: Int
-    public let count: Int
-    public let sharding: FlowSharding
-
-    public init(index: Int, count: Int, sharding: FlowSharding) {
-        self.index = index
-        self.count = count
-        self.sharding = sharding
-    }
-}
-
 /// A capture that could not be read to its end: the error, and what was done before it.
 public struct PartialRewrite: Error {
     public let error: CaptureError
     public let counts: RewriteCounts
 }
 
-/// Runs every frame of a capture through the service program and writes what leaves it:
-/// source, program, sink, one packet at a time, with one reusable frame buffer.
+/// Runs every frame of a capture through the service program and writes what leaves it, in batches: the reader
+/// fills a `FrameBatch`, the workers (one program per connection shard, in parallel when there are several)
+/// rewrite their frames in place, and the batch is written in input order.
 public enum CaptureRewriter {
     /// `progress` is called every 65536 packets (a mask of the packet count).
     static let progressInterval = 0xFFFF
 
-    /// Processes `reader` to its end. Passed and rewritten frames go to `writer` (if any) in input order;
-    /// a generated reply follows the frame that caused it; dropped frames are counted, not written.
-    /// On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is thrown.
-    /// With a `shard`, frames of other shards only move the program's clock, as they would in a single run.
-    /// `progress` is called with the counts so far every 65536 packets.
-    public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, program: inout ServiceLoadBalancer,
-                                            changes: [ScheduledChange] = [], shard: ShardSelection? = nil,
+    /// Processes `reader` to its end with one program per worker of `partition` (one without a partition).
+    /// Passed and rewritten frames go to `writer` (if any) in input order; a generated reply follows the frame
+    /// that caused it; dropped frames are counted, not written. Frames of other shards only move the programs'
+    /// clocks, as they would in a single run. On a damaged capture, frames before the damage are written and
+    /// flushed, then `PartialRewrite` is thrown. `progress` is called with the counts so far every 65536 packets.
+    public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, programs: inout [ServiceLoadBalancer],
+                                            changes: [ScheduledChange] = [], partition: ConnectionPartition? = nil,
                                             progress: ((RewriteCounts) -> Void)? = nil) throws -> RewriteCounts
     {
-        var counts = RewriteCounts()
-        var pending = changes[...]
-        var firstTimestamp: Int64?
-        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(reader.snapLength), 65536),
-                                                            alignment: 16)
-        let generated = UnsafeMutableRawBufferPointer.allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
+        precondition(programs.count == partition?.workers ?? 1, "one program per worker")
+        let workers = UnsafeMutableBufferPointer<ShardWorker>.allocate(capacity: programs.count)
+        _ = workers.initialize(from: programs.map { ShardWorker(program: $0, changes: changes) })
+        let batch = FrameBatch()
         defer {
-            buffer.deallocate()
-            generated.deallocate()
+            programs = workers.map(\.program)
+            workers.forEach { $0.release() }
+            workers.deinitialize().deallocate()
         }
-        while !Interruption.requested.load(ordering: .relaxed) {
-            let frame: CapturedFrame
+        var counts = RewriteCounts()
+        var damage: CaptureError?
+        while damage == nil && !Interruption.requested.load(ordering: .relaxed) {
+            batch.removeAll()
             do {
-                guard let next = try reader.next() else { break }
-                frame = next
+                while !batch.isFull, !Interruption.requested.load(ordering: .relaxed), let frame = try reader.next() {
+                    batch.append(frame)
+                    counts.packetsRead += 1
+                    if counts.packetsRead & Self.progressInterval == 0 { progress?(counts) }
+                }
             } catch {
-                if Interruption.requested.load(ordering: .relaxed) { break }  // a read cut short by the signal
-                try writer?.flush()
-                throw PartialRewrite(error: error, counts: counts)
+                // A read cut short by the signal ends the run; anything else is damage, reported after the batch.
+                if !Interruption.requested.load(ordering: .relaxed) { damage = error }
             }
-            counts.packetsRead += 1
-            if counts.packetsRead & Self.progressInterval == 0 { progress?(counts) }
-            let start = firstTimestamp ?? frame.timestamp
-            if firstTimestamp == nil {
-                firstTimestamp = start
-                pending = pending.sorted {
-                    $0.time.nanoseconds(firstPacket: start) < $1.time.nanoseconds(firstPacket: start)
-                }[...]
+            if batch.count == 0 { break }
+            if let partition { classify(batch, by: partition, linkType: programs[0].linkType) }
+            process(batch, with: workers)
+            write(batch, from: workers, to: writer, counts: &counts)
+        }
+        counts.changes = mergedChanges(workers)
+        counts.interrupted = Interruption.requested.load(ordering: .relaxed)
+        if let damage {
+            try writer?.flush()
+            throw PartialRewrite(error: damage, counts: counts)
+        }
+        try writer?.close()
+        return counts
+    }
+
+    /// The same with one program.
+    public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, program: inout ServiceLoadBalancer,
+                                            changes: [ScheduledChange] = []) throws -> RewriteCounts
+    {
+        var programs = [program]
+        defer { program = programs[0] }
+        return try run(reader: reader, writer: writer, programs: &programs, changes: changes)
+    }
+
+    /// Gives each frame its worker, in as many parallel slices as there are workers.
+    private static func classify(_ batch: FrameBatch, by partition: ConnectionPartition, linkType: LinkType) {
+        let slices = partition.workers
+        let count = batch.count
+        inParallel(slices) { slice in
+            for index in count * slice / slices..<count * (slice + 1) / slices {
+                let frame = batch.frames[index]
+                batch.workers[index] = partition.worker(of: batch.bytes(of: index), wireLength: frame.wireLength,
+                                                        linkType: linkType)
             }
-            while let next = pending.first, next.time.nanoseconds(firstPacket: start) <= frame.timestamp {
-                var change = program.apply(next.table)
-                change.source = next.source
-                counts.changes.append(change)
-                pending = pending.dropFirst()
-            }
-            if frame.bytes.count > buffer.count {
-                buffer.deallocate()
-                buffer = .allocate(byteCount: frame.bytes.count, alignment: 16)
-            }
-            let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<frame.bytes.count])
-            data.copyMemory(from: frame.bytes)
-            if let shard, shard.sharding.shard(of: data, wireLength: frame.wireLength, linkType: program.linkType,
-                                                count: shard.count) != shard.index
-            {
-                program.advanceClock(to: frame.timestamp)
+        }
+    }
+
+    private static func process(_ batch: FrameBatch, with workers: UnsafeMutableBufferPointer<ShardWorker>) {
+        nonisolated(unsafe) let workers = workers
+        inParallel(workers.count) { index in workers[index].process(batch, as: index) }
+    }
+
+    /// Runs `body` for 0..<count, on this thread alone when count is 1.
+    private static func inParallel(_ count: Int, _ body: (Int) -> Void) {
+        if count == 1 {
+            body(0)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let body = body
+            DispatchQueue.concurrentPerform(iterations: count) { body($0) }
+        }
+    }
+
+    /// Writes the batch's frames in input order with the replies they caused, and counts them.
+    private static func write<Sink: FrameSink>(_ batch: FrameBatch,
+                                               from workers: UnsafeMutableBufferPointer<ShardWorker>,
+                                               to writer: Sink?, counts: inout RewriteCounts)
+    {
+        var replyCursors = [Int](repeating: 0, count: workers.count)
+        for index in 0..<batch.count {
+            let worker = batch.workers[index]
+            guard worker != FrameBatch.otherShard else {
                 counts.otherShards += 1
                 continue
             }
-            var context = XDPContext(data: data, wireLength: frame.wireLength, timestamp: frame.timestamp,
-                                     generated: generated)
-            switch program.run(&context) {
+            let frame = batch.frames[index]
+            switch workers[worker].verdicts[index] {
             case .pass, .redirect:
-                writer?.write(UnsafeRawBufferPointer(data), wireLength: frame.wireLength, timestamp: frame.timestamp)
+                writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
+                              timestamp: frame.timestamp)
                 counts.packetsWritten += 1
             case .tx:
-                writer?.write(UnsafeRawBufferPointer(data), wireLength: frame.wireLength, timestamp: frame.timestamp)
-                let reply = UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength])
-                writer?.write(reply, wireLength: reply.count, timestamp: frame.timestamp)
+                writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
+                              timestamp: frame.timestamp)
+                let reply = workers[worker].replies[replyCursors[worker]]
+                replyCursors[worker] += 1
+                workers[worker].replyBytes[reply.range].withUnsafeBytes {
+                    writer?.write($0, wireLength: $0.count, timestamp: frame.timestamp)
+                }
                 counts.packetsWritten += 2
                 counts.generated += 1
             case .drop, .aborted:
                 counts.dropped += 1
             }
         }
-        counts.interrupted = Interruption.requested.load(ordering: .relaxed)
-        try writer?.close()
-        return counts
+    }
+
+    /// The changes as one run applied them: the same states at the same times, with every worker's counts.
+    private static func mergedChanges(_ workers: UnsafeMutableBufferPointer<ShardWorker>) -> [ClusterChange] {
+        var changes = workers[0].applied
+        for worker in workers.dropFirst() {
+            for (position, change) in worker.applied.enumerated() {
+                changes[position].udpEntriesDeleted += change.udpEntriesDeleted
+                changes[position].tcpEntriesOrphaned += change.tcpEntriesOrphaned
+            }
+        }
+        return changes
     }
 
     /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`).
@@ -166,27 +208,11 @@ public enum CaptureRewriter {
         let reader = try PcapReader(path: path)
         let linkType = LinkType(dlt: reader.datalink)
         var observed = ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
-        var buffer = [UInt8](repeating: 0, count: 256)
         while !Interruption.requested.load(ordering: .relaxed) {
             guard let frame = try? reader.next() else { break }
-            // Only headers are read: a copy of the first bytes is enough and keeps the capture's data const.
-            let count = min(frame.bytes.count, buffer.count)
-            buffer.withUnsafeMutableBytes { copy in
-                copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame.bytes[0..<count]))
-                observed.observe(frame: UnsafeMutableRawBufferPointer(rebasing: copy[0..<count]), linkType: linkType,
-                                 wireLength: frame.wireLength, timestamp: frame.timestamp)
-            }
+            observed.observe(frame: frame.bytes, linkType: linkType, wireLength: frame.wireLength,
+                             timestamp: frame.timestamp)
         }
         return observed
-    }
-}
-
-extension ScheduledChange.Time {
-    /// The time on the capture's clock, given the first packet's.
-    func nanoseconds(firstPacket: Int64) -> Int64 {
-        switch self {
-        case .absolute(let time): time
-        case .afterFirstPacket(let offset): firstPacket + offset
-        }
     }
 }

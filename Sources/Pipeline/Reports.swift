@@ -12,11 +12,12 @@ public enum OutputFormat: String, Sendable, CaseIterable {
 
 /// The conntrack table rendered as `conntrack -L` prints it, or as JSON.
 public enum ConntrackDump {
-    /// Records of the live entries at the program's clock (the last packet's time), or at a later `now` (a live
-    /// node's wall clock).
-    public static func records(of program: ServiceLoadBalancer, at now: Int64 = 0) -> [ConntrackRecord] {
-        let time = max(program.clock, now)
-        return program.conntrack.entries(at: time).map { ConntrackRecord($0, now: time) }
+    /// Records of the live entries at the programs' clock (the last packet's time), or at a later `now` (a live
+    /// node's wall clock), in creation order: the tables of a run's workers listed as one.
+    public static func records(of programs: [ServiceLoadBalancer], at now: Int64 = 0) -> [ConntrackRecord] {
+        let time = programs.reduce(now) { max($0, $1.clock) }
+        return programs.flatMap { $0.conntrack.entries(at: time) }.sorted { $0.serial < $1.serial }
+            .map { ConntrackRecord($0, now: time) }
     }
 
     /// The dump's body: one `conntrack -L` line per entry, or a JSON array.
@@ -48,6 +49,8 @@ public struct RunSummary: Encodable, Sendable {
     public var packetsWritten: Int
     /// Frames left to the other shards of a `--shard` run.
     public var otherShards: Int
+    /// Packets each worker's program ran (`--workers`; one number for one worker).
+    public var workerPackets: [Int]
     public var generatedReplies: Int
     public var dropped: Int
     public var verdicts: [String: Int]
@@ -71,11 +74,14 @@ public struct RunSummary: Encodable, Sendable {
     /// Cluster changes applied during the run (`--apply`).
     public var changes: [ClusterChange]
 
-    public init(counts: RewriteCounts, program: ServiceLoadBalancer) {
-        let stats = program.stats
+    /// The summary of a run by `programs`, one per worker (sharing the tables and cluster changes).
+    public init(counts: RewriteCounts, programs: [ServiceLoadBalancer]) {
+        let program = programs[0]
+        let stats = programs.dropFirst().reduce(program.stats) { $0 + $1.stats }
         packetsRead = counts.packetsRead
         packetsWritten = counts.packetsWritten
         otherShards = counts.otherShards
+        workerPackets = programs.map(\.stats.packets)
         generatedReplies = counts.generated
         dropped = counts.dropped
         verdicts = Dictionary(uniqueKeysWithValues: XDPAction.allCases.map { ($0.name, stats.count(of: $0)) })
@@ -83,7 +89,7 @@ public struct RunSummary: Encodable, Sendable {
         translatedPodToClient = stats.translatedReply
         translatedICMPErrors = stats.translatedRelated
         newConnections = stats.newConnections
-        choicesFromCapture = program.observed?.decided
+        choicesFromCapture = program.observed.map { _ in programs.reduce(0) { $0 + ($1.observed?.decided ?? 0) } }
         rejected = stats.rejected
         masqueraded = stats.masqueraded
         passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })
@@ -91,8 +97,8 @@ public struct RunSummary: Encodable, Sendable {
             stats.count(malformed: $0) > 0 ? ($0.name, stats.count(malformed: $0)) : nil
         })
         drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count(dropped: $0)) })
-        conntrackEntries = program.conntrack.entries(at: program.clock).count
-        conntrackEarlyDrops = program.conntrack.earlyDrops
+        conntrackEntries = programs.reduce(0) { $0 + $1.conntrack.entries(at: $1.clock).count }
+        conntrackEarlyDrops = programs.reduce(0) { $0 + $1.conntrack.earlyDrops }
         notLoadBalanced = program.table.unservedPorts
         changes = counts.changes
         services = program.table.entries.enumerated().map { position, entry in
@@ -116,6 +122,10 @@ public struct RunSummary: Encodable, Sendable {
         let shards = otherShards > 0 ? ", \(otherShards) left to other shards" : ""
         lines.append("packets: \(packetsRead) read, \(packetsWritten) written (\(generatedReplies) generated, "
             + "\(dropped) dropped\(shards))")
+        if workerPackets.count > 1 {
+            lines.append("workers: \(workerPackets.count), packets each: "
+                + workerPackets.map(String.init).joined(separator: ", "))
+        }
         lines.append("verdicts: " + XDPAction.allCases.map { "\($0.name) \(verdicts[$0.name] ?? 0)" }
             .joined(separator: ", "))
         lines.append("translated: \(translatedClientToPod) client->pod (DNAT), "

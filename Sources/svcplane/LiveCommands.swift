@@ -172,7 +172,7 @@ struct ReplayCommand: ParsableCommand {
         let counts = try runner.run(writer: sink)
         if !quiet {
             Output.standardError(sink.report)
-            if !manifests.isEmpty { Output.standardError(RunSummary(counts: counts, program: runner.loadBalancer).text) }
+            if !manifests.isEmpty { Output.standardError(RunSummary(counts: counts, programs: runner.programs).text) }
         }
         if counts.interrupted {
             Output.standardError("svcplane: interrupted after \(counts.packetsRead) packets\n")

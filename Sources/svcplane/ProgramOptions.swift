@@ -51,9 +51,19 @@ struct CaptureOptions: ParsableArguments {
         valueName: "K/N"))
     var shard: String?
 
+    @Option(help: ArgumentHelp(
+        "Run N programs in parallel threads, each with its own conntrack over a shard of the connections (the "
+            + "--shard key); the output is in input order and equals one worker's with --lb random or maglev "
+            + "(round-robin rotates per worker). N times the --shard count is at most 256.", valueName: "N"))
+    var workers = 1
+
     func validate() throws {
         if let shard, Self.parseShard(shard) == nil {
             throw ValidationError("--shard \(shard): expected K/N with 0 <= K < N <= 256.")
+        }
+        let shards = shard.flatMap(Self.parseShard)?.count ?? 1
+        guard workers >= 1, workers * shards <= FlowSharding.maximumShards else {
+            throw ValidationError("--workers \(workers): expected 1 or more, at most 256 with the --shard count.")
         }
         for change in changes where Self.parseChange(change) == nil {
             throw ValidationError("--apply \(change): expected TIME=FILE, TIME in seconds (or +SECONDS).")

@@ -59,7 +59,7 @@ struct Rewrite: ParsableCommand {
                                     snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
         } catch { throw CommandFailure(message: error.description) }
         let counts = try runner.run(writer: writer, quiet: quiet)
-        let summary = RunSummary(counts: counts, program: runner.loadBalancer)
+        let summary = RunSummary(counts: counts, programs: runner.programs)
         if !quiet { Output.standardError(summary.text) }
         if let stats {
             try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats)
@@ -98,27 +98,28 @@ struct ConntrackCommand: ParsableCommand {
     }
 }
 
-/// A capture, the program built for it, and running one through the other.
+/// A capture, the programs built for it (one per worker), and running one through the others.
 final class CaptureRun {
     let reader: PcapReader
-    var loadBalancer: ServiceLoadBalancer
+    var programs: [ServiceLoadBalancer]
     let changes: [ScheduledChange]
-    let shard: ShardSelection?
+    let partition: ConnectionPartition?
 
     init(input: String, cluster: ManifestOptions, program: ProgramOptions, capture: CaptureOptions) throws {
         let table = try cluster.serviceTable()
         let changes = try capture.scheduledChanges()
         self.changes = changes
         var configuration = program.configuration
-        // Needed to shard and to masquerade (its ports follow the shards); the same with or without --shard, so
-        // that masquerade ports do not depend on it.
-        let sharding = capture.shard == nil && configuration.clusterCIDR == nil ? nil
+        let selection = capture.shard.flatMap(CaptureOptions.parseShard)
+        // Needed to shard, to share the work and to masquerade (its ports follow the shards); the same whatever
+        // the shards and workers, so that masquerade ports do not depend on them.
+        let sharding = selection == nil && capture.workers == 1 && configuration.clusterCIDR == nil ? nil
             : FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses)
         configuration.sharding = sharding
-        if let selection = capture.shard.flatMap(CaptureOptions.parseShard), let sharding {
-            shard = ShardSelection(index: selection.index, count: selection.count, sharding: sharding)
-        } else {
-            shard = nil
+        partition = sharding.flatMap { sharding in
+            selection == nil && capture.workers == 1 ? nil
+                : ConnectionPartition(sharding: sharding, shardIndex: selection?.index ?? 0,
+                                      shardCount: selection?.count ?? 1, workers: capture.workers)
         }
         do {
             reader = try PcapReader(path: input)
@@ -126,8 +127,9 @@ final class CaptureRun {
                 ? try CaptureRewriter.observeBackends(path: input, tables: [table] + changes.map(\.table),
                                                       udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil
-            loadBalancer = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
-                                               configuration: configuration, observed: observed)
+            let program = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
+                                              configuration: configuration, observed: observed)
+            programs = Array(repeating: program, count: capture.workers)
         } catch { throw CommandFailure(message: error.description) }
     }
 
@@ -136,8 +138,8 @@ final class CaptureRun {
         let meter = ProgressMeter(reader: reader, quiet: quiet)
         defer { meter?.finish() }
         do {
-            return try CaptureRewriter.run(reader: reader, writer: writer, program: &loadBalancer, changes: changes,
-                                           shard: shard, progress: meter.map { meter in { meter.update($0) } })
+            return try CaptureRewriter.run(reader: reader, writer: writer, programs: &programs, changes: changes,
+                                           partition: partition, progress: meter.map { meter in { meter.update($0) } })
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""
@@ -148,7 +150,7 @@ final class CaptureRun {
     }
 
     func dumpConntrack(to destination: String, format: OutputFormat) throws {
-        let records = ConntrackDump.records(of: loadBalancer)
+        let records = ConntrackDump.records(of: programs)
         try Output.write(ConntrackDump.render(records, format: format), to: destination)
         if format == .text && destination == "-" {
             Output.standardError(ConntrackRecord.summaryLine(count: records.count) + "\n")

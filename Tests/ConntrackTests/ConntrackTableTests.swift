@@ -15,7 +15,7 @@ struct ConntrackTableTests {
         var table = ConntrackTable(capacity: 8)
         let reply = FlowKey(source: IPv4Address("10.244.1.11")!, destination: key(1).source, sourcePort: 9376,
                             destinationPort: key(1).sourcePort, protocolNumber: IPProtocol.tcp)
-        let slot = try! table.insert(original: key(1), reply: reply, now: 0, tag: 7).get()
+        let slot = try! table.insert(original: key(1), reply: reply, now: 0, tag: 7, serial: 0).get()
         table[slot].expires = 10
         #expect(table.lookup(key(1), now: 1)?.direction == .original)
         #expect(table.lookup(reply, now: 1)?.direction == .reply)
@@ -30,15 +30,15 @@ struct ConntrackTableTests {
         let later: Int64 = 1_000_000_000_000
         var table = ConntrackTable(capacity: size)
         for n in 0..<size {
-            let slot = try! table.insert(original: key(n), reply: key(n).reversed, now: 0, tag: 0).get()
+            let slot = try! table.insert(original: key(n), reply: key(n).reversed, now: 0, tag: 0, serial: 0).get()
             table[slot].expires = later
             table[slot].assured = n != 42
         }
-        let first = try? table.insert(original: key(1000), reply: key(1000).reversed, now: 1, tag: 0).get()
+        let first = try? table.insert(original: key(1000), reply: key(1000).reversed, now: 1, tag: 0, serial: 0).get()
         #expect(first != nil && table.earlyDrops == 1 && table.count == size)
         #expect(table.lookup(key(42), now: 2) == nil)
         table[first!].expires = later
-        let second = try? table.insert(original: key(1001), reply: key(1001).reversed, now: 1, tag: 0).get()
+        let second = try? table.insert(original: key(1001), reply: key(1001).reversed, now: 1, tag: 0, serial: 0).get()
         #expect(second != nil)
         #expect(table.earlyDrops == 2 && table.lookup(key(1000), now: 2) == nil)
         for n in 0..<size where n != 42 { #expect(table.lookup(key(n), now: 2) != nil) }
@@ -46,16 +46,17 @@ struct ConntrackTableTests {
         let lastSlot = second!
         table[lastSlot].expires = later
         table[lastSlot].assured = true
-        #expect(table.insert(original: key(1002), reply: key(1002).reversed, now: 3, tag: 0) == .failure(.full),
+        #expect(table.insert(original: key(1002), reply: key(1002).reversed, now: 3, tag: 0, serial: 0)
+                    == .failure(.full),
                 "nothing can be dropped when every entry is ASSURED")
     }
 
     @Test("a tuple in use cannot be inserted twice")
     func insertClash() {
         var table = ConntrackTable(capacity: 8)
-        let slot = try! table.insert(original: key(1), reply: key(1).reversed, now: 0, tag: 0).get()
+        let slot = try! table.insert(original: key(1), reply: key(1).reversed, now: 0, tag: 0, serial: 0).get()
         table[slot].expires = 100
-        #expect(table.insert(original: key(2), reply: key(1).reversed, now: 1, tag: 0) == .failure(.clash))
+        #expect(table.insert(original: key(2), reply: key(1).reversed, now: 1, tag: 0, serial: 0) == .failure(.clash))
     }
 
     @Test("conntrack -L line format")
@@ -65,7 +66,7 @@ struct ConntrackTableTests {
                                sourcePort: 55434, destinationPort: 80, protocolNumber: IPProtocol.tcp)
         let reply = FlowKey(source: IPv4Address("10.244.2.11")!, destination: original.source, sourcePort: 9376,
                             destinationPort: 55434, protocolNumber: IPProtocol.tcp)
-        let slot = try! table.insert(original: original, reply: reply, now: 0, tag: 0).get()
+        let slot = try! table.insert(original: original, reply: reply, now: 0, tag: 0, serial: 0).get()
         table[slot].tcpState = .timeWait
         table[slot].seenReply = true
         table[slot].assured = true
@@ -76,7 +77,7 @@ struct ConntrackTableTests {
                              sourcePort: 55503, destinationPort: 53, protocolNumber: IPProtocol.udp)
         let udpReply = FlowKey(source: IPv4Address("10.244.1.11")!, destination: udpKey.source, sourcePort: 53,
                                destinationPort: 55503, protocolNumber: IPProtocol.udp)
-        let udp = try! table.insert(original: udpKey, reply: udpReply, now: 0, tag: 0).get()
+        let udp = try! table.insert(original: udpKey, reply: udpReply, now: 0, tag: 0, serial: 1).get()
         table[udp].expires = 28_000_000_000
         #expect(ConntrackRecord(table[udp], now: 0).line == "udp      17 28 src=10.0.1.2 dst=10.96.0.10 sport=55503 "
             + "dport=53 [UNREPLIED] src=10.244.1.11 dst=10.0.1.2 sport=53 dport=55503 mark=0 use=1")
@@ -102,7 +103,7 @@ struct ConntrackTableTests {
                 let original = randomKey()
                 let reply = random.next() % 50 == 0 ? original : randomKey()
                 let clash = model[original] != nil || model[reply] != nil
-                switch table.insert(original: original, reply: reply, now: 0, tag: 0) {
+                switch table.insert(original: original, reply: reply, now: 0, tag: 0, serial: 0) {
                 case .success(let slot):
                     #expect(!clash)
                     table[slot].expires = .max

@@ -15,7 +15,7 @@ struct Connection {
         let reply = FlowKey(source: IPv4Address("10.244.1.11")!, destination: original.source, sourcePort: 9376,
                             destinationPort: 55434, protocolNumber: IPProtocol.tcp)
         var table = ConntrackTable(capacity: 4)
-        let slot = try! table.insert(original: original, reply: reply, now: now, tag: 0).get()
+        let slot = try! table.insert(original: original, reply: reply, now: now, tag: 0, serial: 0).get()
         entry = table[slot]
     }
 
@@ -151,7 +151,7 @@ struct UDPTrackingTests {
         var table = ConntrackTable(capacity: 1)
         let key = FlowKey(source: IPv4Address("10.0.1.2")!, destination: IPv4Address("10.96.0.10")!,
                           sourcePort: 55503, destinationPort: 53, protocolNumber: IPProtocol.udp)
-        return table[try! table.insert(original: key, reply: key.reversed, now: 0, tag: 0).get()]
+        return table[try! table.insert(original: key, reply: key.reversed, now: 0, tag: 0, serial: 0).get()]
     }
 
     @Test("a query and its answer: 30 s, not ASSURED")

@@ -108,8 +108,24 @@ struct DecodeTests {
     @Test("dotted-quad addresses parse strictly")
     func addresses() {
         #expect(IPv4Address("10.96.148.206")?.description == "10.96.148.206")
-        for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "a.b.c.d", "1..2.3", "::1"] {
+        #expect(IPv4Address("0.0.0.0")?.value == 0 && IPv4Address("255.255.255.255")?.value == .max)
+        for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "a.b.c.d", "1..2.3", "::1", "1.2.3.4.",
+                    ".1.2.3", "1.2.3.1000", "1.2.3.00", "+1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "1.2.3.256", "１.2.3.4"] {
             #expect(IPv4Address(bad) == nil, "\(bad)")
         }
+        // Every value's dotted form parses back to it (a sample of the space).
+        var generator = SeededGenerator(seed: 5)
+        for _ in 0..<10_000 {
+            let value = UInt32.random(in: .min ... .max, using: &generator)
+            #expect(IPv4Address(IPv4Address(value).description)?.value == value)
+        }
+    }
+
+    @Test("a port set holds exactly its ports")
+    func portSet() {
+        var random = SeededGenerator(seed: 3)
+        let ports = Set((0..<2000).map { _ in UInt16(truncatingIfNeeded: random.next()) } + [0, 63, 64, 65535])
+        let set = PortSet(ports)
+        #expect((0...65535).allSatisfy { set.contains(UInt16($0)) == ports.contains(UInt16($0)) })
     }
 }

@@ -1,7 +1,7 @@
 import Cluster
 import Dataplane
 import Foundation
-import PacketIO
+@testable import PacketIO
 import PacketWire
 import Pipeline
 import TestSupport
@@ -60,5 +60,44 @@ struct CaptureRewriterTests {
         #expect(written[2].0[14 + 9] == IPProtocol.icmp, "then its ICMP port unreachable")
         #expect(written[3].0 == frames[2], "not a Service: unchanged")
         #expect(program.stats.count(of: .tx) == 1 && program.stats.count(of: .pass) == 2)
+    }
+}
+
+@Suite("Reading in blocks, end to end")
+struct BlockReadingRewriteTests {
+    let pcaps = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path + "/pcaps"
+
+    /// The rewritten capture of `capture` against `manifest`, read in blocks or through libpcap alone.
+    func rewrite(_ capture: String, manifest: String, readsBlocks: Bool) throws -> Data {
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: String(contentsOfFile: manifest, encoding: .utf8), name: manifest,
+                                into: &manifests)
+        let reader = try PcapReader(path: capture, readsBlocks: readsBlocks)
+        #expect(reader.readsBlocks == readsBlocks)
+        var configuration = LoadBalancerConfiguration()
+        configuration.seed = 3
+        var program = ServiceLoadBalancer(table: try ServiceTableBuilder.build(manifests),
+                                          linkType: LinkType(dlt: reader.datalink), configuration: configuration)
+        let output = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString).pcap"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let sink = try PcapWriter(path: output, datalink: reader.datalink, snapLength: reader.snapLength,
+                                  precision: reader.filePrecision)
+        _ = try CaptureRewriter.run(reader: reader, writer: sink, program: &program)
+        return try Data(contentsOf: URL(fileURLWithPath: output))
+    }
+
+    @Test("every pcap in pcaps/ rewrites to the same bytes whether read in blocks or by libpcap")
+    func sameOutput() throws {
+        let captures = try FileManager.default.contentsOfDirectory(atPath: pcaps).filter { $0.hasSuffix(".pcap") }
+        #expect(captures.count >= 9)
+        for capture in captures {
+            let name = String(capture.prefix { $0 != "." })
+            let manifest = "\(pcaps)/\(name).yaml"
+            let blocks = try rewrite("\(pcaps)/\(capture)", manifest: manifest, readsBlocks: true)
+            let libpcap = try rewrite("\(pcaps)/\(capture)", manifest: manifest, readsBlocks: false)
+            #expect(blocks == libpcap, "\(capture)")
+            #expect(blocks.count > 24, "\(capture)")
+        }
     }
 }

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The fast path of `PcapReader`: a classic pcap file in this machine's byte order, read with `pread` in blocks
+/// of a megabyte and handed out record by record from the block itself, so that the caller rewrites each frame
+/// in place (no per-record library calls, no per-record copies).
+///
+/// It takes only records whose reading leaves no room for interpretation (captured length within the snapshot
+/// length and the wire length, fraction of a second in range, seconds below 2^31). Anything else (an unusual
+/// record, a truncated end, a read error) is answered with `.unusual`, and `PcapReader` lets libpcap read that
+/// record, so that every frame is exactly the frame libpcap would return.
+struct PcapBlockSource {
+    enum Step {
+        case frame(CapturedFrame)
+        /// libpcap must read the record at this file offset.
+        case unusual(offset: Int64)
+        case end
+    }
+
+    /// libpcap's largest snapshot length for ordinary link types; larger ones are left to libpcap.
+    static let maximumSnapLength: Int32 = 262_144
+    static let fileHeaderLength: Int64 = 24
+    static let recordHeaderLength = 16
+    static let blockLength = 1 << 20
+
+    private let descriptor: Int32
+    private let snapLength: UInt32
+    private let fractionUnit: Int64
+    private let fractionLimit: UInt32
+    private let buffer: UnsafeMutableRawBufferPointer
+    /// File offset of `buffer[0]`.
+    private var bufferOffset = fileHeaderLength
+    /// The unread bytes are `buffer[start..<end]`.
+    private var start = 0
+    private var end = 0
+    private var atEndOfFile = false
+    private var readFailed = false
+
+    /// Nil unless the file at `path`, which libpcap has opened as a capture, is a regular file of version 2.4
+    /// whose magic number is in this machine's byte order and whose snapshot length is an ordinary one.
+    init?(path: String, snapLength: Int32) {
+        guard snapLength > 0, snapLength <= Self.maximumSnapLength else { return nil }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        var status = stat()
+        var header = (magic: UInt32(0), major: UInt16(0), minor: UInt16(0))
+        let headerRead = withUnsafeMutableBytes(of: &header) { pread(descriptor, $0.baseAddress, 8, 0) }
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG, headerRead == 8,
+              header.major == 2, header.minor == 4, header.magic == 0xA1B2_C3D4 || header.magic == 0xA1B2_3C4D
+        else {
+            close(descriptor)
+            return nil
+        }
+        self.descriptor = descriptor
+        self.snapLength = UInt32(snapLength)
+        let nanoseconds = header.magic == 0xA1B2_3C4D
+        fractionUnit = nanoseconds ? 1 : 1000
+        fractionLimit = nanoseconds ? 1_000_000_000 : 1_000_000
+        buffer = .allocate(byteCount: Self.blockLength + Self.recordHeaderLength + Int(snapLength), alignment: 16)
+    }
+
+    /// Gives back the buffer and the file (the owning reader's deinit).
+    func release() {
+        buffer.deallocate()
+        close(descriptor)
+    }
+
+    /// File offset of the next record: how far into the file the caller has read.
+    var offset: Int64 { bufferOffset + Int64(start) }
+
+    mutating func next() -> Step {
+        if end - start < Self.recordHeaderLength { refill() }
+        if end == start && atEndOfFile && !readFailed { return .end }
+        guard end - start >= Self.recordHeaderLength else { return .unusual(offset: offset) }
+        let record = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+        let seconds = record.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
+        let fraction = record.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+        let captured = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        let wire = record.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
+        guard seconds < 1 << 31, fraction < fractionLimit, captured <= snapLength, captured <= wire else {
+            return .unusual(offset: offset)
+        }
+        let length = Self.recordHeaderLength + Int(captured)
+        if end - start < length {
+            refill()
+            guard end - start >= length else { return .unusual(offset: offset) }
+        }
+        let dataStart = start + Self.recordHeaderLength
+        start += length
+        return .frame(CapturedFrame(
+            bytes: UnsafeMutableRawBufferPointer(rebasing: buffer[dataStart..<start]), wireLength: Int(wire),
+            timestamp: Int64(seconds) * 1_000_000_000 + Int64(fraction) * fractionUnit))
+    }
+
+    /// Continues after a record libpcap read: the next record starts at `offset`.
+    mutating func resume(at offset: Int64) {
+        bufferOffset = offset
+        start = 0
+        end = 0
+        atEndOfFile = false
+        readFailed = false
+    }
+
+    /// Moves the unread bytes to the front and reads up to a block after them.
+    private mutating func refill() {
+        guard !atEndOfFile else { return }
+        let unread = end - start
+        if start > 0 {
+            buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: unread)
+            bufferOffset += Int64(start)
+            start = 0
+            end = unread
+        }
+        while end < buffer.count {
+            let count = pread(descriptor, buffer.baseAddress! + end, buffer.count - end,
+                              off_t(bufferOffset) + off_t(end))
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                atEndOfFile = true
+                readFailed = count < 0  // libpcap reads the record and reports the error
+                return
+            }
+            end += count
+            if end - unread >= Self.blockLength { return }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Dataplane
+import PacketIO
+import PacketWire
+
+/// How a run divides a capture's connections (by `FlowSharding`'s symmetric key): `--shard K/N` keeps shard K
+/// of N, and `--workers W` splits what is kept among W programs that run in parallel. Frame key residues are
+/// taken modulo N·W: residue r is shard r mod N and, within it, worker r / N.
+public struct ConnectionPartition: Sendable {
+    public let sharding: FlowSharding
+    public let shardIndex: Int
+    public let shardCount: Int
+    public let workers: Int
+
+    public init(sharding: FlowSharding, shardIndex: Int = 0, shardCount: Int = 1, workers: Int = 1) {
+        precondition(shardCount * workers <= FlowSharding.maximumShards && (0..<shardCount).contains(shardIndex))
+        self.sharding = sharding
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.workers = workers
+    }
+
+    /// The worker of a frame, or `FrameBatch.otherShard` when the frame is another shard's.
+    func worker(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> Int {
+        let residue = sharding.shard(of: frame, wireLength: wireLength, linkType: linkType,
+                                     count: shardCount * workers)
+        return residue % shardCount == shardIndex ? residue / shardCount : FrameBatch.otherShard
+    }
+}
+
+/// One program with its own maps (conntrack, affinity, selector state) over one worker's connections: it runs
+/// the batch frames that are its own, moves its clock over the others as they would, and applies the run's
+/// cluster changes when the capture's time reaches them. Workers share nothing but the batch, whose frames
+/// each one rewrites only where they are its own.
+struct ShardWorker {
+    var program: ServiceLoadBalancer
+    private var pending: ArraySlice<ScheduledChange>
+    private var firstTimestamp: Int64?
+    /// The changes applied, in order, with this worker's counts.
+    private(set) var applied: [ClusterChange] = []
+    /// The verdict on each of the batch's frames that are this worker's.
+    let verdicts: UnsafeMutableBufferPointer<XDPAction>
+    /// Replies generated in the batch: the frame each follows and its bytes in `replyBytes`.
+    private(set) var replies: [(frame: Int, range: Range<Int>)] = []
+    private(set) var replyBytes: [UInt8] = []
+    private let generated: UnsafeMutableRawBufferPointer
+
+    init(program: ServiceLoadBalancer, changes: [ScheduledChange]) {
+        self.program = program
+        pending = changes[...]
+        verdicts = .allocate(capacity: FrameBatch.maximumFrames)
+        verdicts.initialize(repeating: .pass)
+        generated = .allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
+    }
+
+    /// Gives back the worker's buffers.
+    func release() {
+        verdicts.deallocate()
+        generated.deallocate()
+    }
+
+    /// Runs this worker's frames of `batch` (those `batch.workers` gives to `index`).
+    mutating func process(_ batch: FrameBatch, as index: Int) {
+        replies.removeAll(keepingCapacity: true)
+        replyBytes.removeAll(keepingCapacity: true)
+        for frameIndex in 0..<batch.count {
+            let frame = batch.frames[frameIndex]
+            applyChanges(upTo: frame.timestamp)
+            guard batch.workers[frameIndex] == index else {
+                program.advanceClock(to: frame.timestamp)
+                continue
+            }
+            var context = XDPContext(data: batch.bytes(of: frameIndex), wireLength: frame.wireLength,
+                                     timestamp: frame.timestamp, generated: generated)
+            let verdict = program.run(&context)
+            verdicts[frameIndex] = verdict
+            if verdict == .tx {
+                let start = replyBytes.count
+                replyBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength]))
+                replies.append((frameIndex, start..<replyBytes.count))
+            }
+        }
+    }
+
+    /// Applies the scheduled changes due at `timestamp` (times after the first packet count from the first frame).
+    private mutating func applyChanges(upTo timestamp: Int64) {
+        let start = firstTimestamp ?? timestamp
+        if firstTimestamp == nil {
+            firstTimestamp = start
+            pending = pending.sorted {
+                $0.time.nanoseconds(firstPacket: start) < $1.time.nanoseconds(firstPacket: start)
+            }[...]
+        }
+        while let next = pending.first, next.time.nanoseconds(firstPacket: start) <= timestamp {
+            var change = program.apply(next.table)
+            change.source = next.source
+            applied.append(change)
+            pending = pending.dropFirst()
+        }
+    }
+}
+
+extension ScheduledChange.Time {
+    /// The time on the capture's clock, given the first packet's.
+    func nanoseconds(firstPacket: Int64) -> Int64 {
+        switch self {
+        case .absolute(let time): time
+        case .afterFirstPacket(let offset): firstPacket + offset
+        }
+    }
+}
