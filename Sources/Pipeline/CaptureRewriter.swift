@@ -68,43 +68,35 @@ public enum CaptureRewriter {
     /// `progress` is called every 65536 packets (a mask of the packet count).
     static let progressInterval = 0xFFFF
 
-    /// Processes `reader` to its end with one program per worker of `partition` (one without a partition).
-    /// Passed and rewritten frames go to `writer` (if any) in input order; a generated reply follows the frame
-    /// that caused it; dropped frames are counted, not written. Frames of other shards only move the programs'
-    /// clocks, as they would in a single run. On a damaged capture, frames before the damage are written and
-    /// flushed, then `PartialRewrite` is thrown. `progress` is called with the counts so far every 65536 packets.
+    /// Processes `reader` to its end with one program per worker of `partition` (one without a partition; with
+    /// several, they run in parallel, beside the reading and writing). Passed and rewritten frames go to
+    /// `writer` (if any) in input order; a generated reply follows the frame that caused it; dropped frames are
+    /// counted, not written. Frames of other shards only move the programs' clocks, as they would in a single
+    /// run. On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is
+    /// thrown. `progress` is called with the number of packets read every 65536 packets.
     public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, programs: inout [ServiceLoadBalancer],
                                             changes: [ScheduledChange] = [], partition: ConnectionPartition? = nil,
-                                            progress: ((RewriteCounts) -> Void)? = nil) throws -> RewriteCounts
+                                            progress: ((Int) -> Void)? = nil) throws -> RewriteCounts
     {
         precondition(programs.count == partition?.workers ?? 1, "one program per worker")
-        let workers = UnsafeMutableBufferPointer<ShardWorker>.allocate(capacity: programs.count)
+        nonisolated(unsafe) let workers = UnsafeMutableBufferPointer<ShardWorker>.allocate(capacity: programs.count)
         _ = workers.initialize(from: programs.map { ShardWorker(program: $0, changes: changes) })
-        let batch = FrameBatch()
         defer {
             programs = workers.map(\.program)
             workers.forEach { $0.release() }
             workers.deinitialize().deallocate()
         }
+        let linkType = programs[0].linkType
         var counts = RewriteCounts()
-        var damage: CaptureError?
-        while damage == nil && !Interruption.requested.load(ordering: .relaxed) {
-            batch.removeAll()
-            do {
-                while !batch.isFull, !Interruption.requested.load(ordering: .relaxed), let frame = try reader.next() {
-                    batch.append(frame)
-                    counts.packetsRead += 1
-                    if counts.packetsRead & Self.progressInterval == 0 { progress?(counts) }
-                }
-            } catch {
-                // A read cut short by the signal ends the run; anything else is damage, reported after the batch.
-                if !Interruption.requested.load(ordering: .relaxed) { damage = error }
-            }
-            if batch.count == 0 { break }
-            if let partition { classify(batch, by: partition, linkType: programs[0].linkType) }
-            process(batch, with: workers)
-            write(batch, from: workers, to: writer, counts: &counts)
+        let pipeline = BatchPipeline(reader: reader, workers: workers.count, overlapped: workers.count > 1,
+                                     progress: progress)
+        let (packetsRead, damage) = pipeline.run { batch in
+            if let partition { classify(batch, by: partition, linkType: linkType) }
+            inParallel(workers.count) { index in workers[index].process(batch, as: index) }
+        } finish: { batch in
+            write(batch, to: writer, counts: &counts)
         }
+        counts.packetsRead = packetsRead
         counts.changes = mergedChanges(workers)
         counts.interrupted = Interruption.requested.load(ordering: .relaxed)
         if let damage {
@@ -137,11 +129,6 @@ public enum CaptureRewriter {
         }
     }
 
-    private static func process(_ batch: FrameBatch, with workers: UnsafeMutableBufferPointer<ShardWorker>) {
-        nonisolated(unsafe) let workers = workers
-        inParallel(workers.count) { index in workers[index].process(batch, as: index) }
-    }
-
     /// Runs `body` for 0..<count, on this thread alone when count is 1.
     private static func inParallel(_ count: Int, _ body: (Int) -> Void) {
         if count == 1 {
@@ -155,11 +142,8 @@ public enum CaptureRewriter {
     }
 
     /// Writes the batch's frames in input order with the replies they caused, and counts them.
-    private static func write<Sink: FrameSink>(_ batch: FrameBatch,
-                                               from workers: UnsafeMutableBufferPointer<ShardWorker>,
-                                               to writer: Sink?, counts: inout RewriteCounts)
-    {
-        var replyCursors = [Int](repeating: 0, count: workers.count)
+    private static func write<Sink: FrameSink>(_ batch: FrameBatch, to writer: Sink?, counts: inout RewriteCounts) {
+        var replyCursors = [Int](repeating: 0, count: batch.lanes.count)
         for index in 0..<batch.count {
             let worker = batch.workers[index]
             guard worker != FrameBatch.otherShard else {
@@ -167,7 +151,7 @@ public enum CaptureRewriter {
                 continue
             }
             let frame = batch.frames[index]
-            switch workers[worker].verdicts[index] {
+            switch batch.lanes[worker].verdicts[index] {
             case .pass, .redirect:
                 writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
                               timestamp: frame.timestamp)
@@ -175,9 +159,9 @@ public enum CaptureRewriter {
             case .tx:
                 writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
                               timestamp: frame.timestamp)
-                let reply = workers[worker].replies[replyCursors[worker]]
+                let reply = batch.lanes[worker].replies[replyCursors[worker]]
                 replyCursors[worker] += 1
-                workers[worker].replyBytes[reply.range].withUnsafeBytes {
+                batch.lanes[worker].replyBytes[reply.range].withUnsafeBytes {
                     writer?.write($0, wireLength: $0.count, timestamp: frame.timestamp)
                 }
                 counts.packetsWritten += 2
@@ -200,19 +184,31 @@ public enum CaptureRewriter {
         return changes
     }
 
-    /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`).
-    /// A damaged record ends the observation quietly: the rewrite pass reports it, after writing what precedes it.
-    public static func observeBackends(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64)
-        throws(CaptureError) -> ObservedBackends
+    /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`): one set
+    /// of observations per worker of `partition`, each from that worker's frames alone (a connection's replies
+    /// share its shard), observed in parallel. A damaged record ends the observation quietly: the rewrite pass
+    /// reports it, after writing what precedes it.
+    public static func observeBackends(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64,
+                                       partition: ConnectionPartition? = nil) throws(CaptureError)
+        -> [ObservedBackends]
     {
         let reader = try PcapReader(path: path)
         let linkType = LinkType(dlt: reader.datalink)
-        var observed = ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
-        while !Interruption.requested.load(ordering: .relaxed) {
-            guard let frame = try? reader.next() else { break }
-            observed.observe(frame: frame.bytes, linkType: linkType, wireLength: frame.wireLength,
-                             timestamp: frame.timestamp)
-        }
-        return observed
+        let workers = partition?.workers ?? 1
+        nonisolated(unsafe) let observed = UnsafeMutableBufferPointer<ObservedBackends>.allocate(capacity: workers)
+        observed.initialize(repeating: ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds))
+        defer { observed.deinitialize().deallocate() }
+        let pipeline = BatchPipeline(reader: reader, workers: workers, overlapped: workers > 1, progress: nil)
+        _ = pipeline.run { batch in
+            if let partition { classify(batch, by: partition, linkType: linkType) }
+            inParallel(workers) { index in
+                for frameIndex in 0..<batch.count where batch.workers[frameIndex] == index {
+                    let frame = batch.frames[frameIndex]
+                    observed[index].observe(frame: batch.bytes(of: frameIndex), linkType: linkType,
+                                            wireLength: frame.wireLength, timestamp: frame.timestamp)
+                }
+            }
+        } finish: { _ in }
+        return Array(observed)
     }
 }

@@ -1,7 +1,9 @@
+import Dataplane
 import PacketIO
 
 /// Frames read from a capture into one arena, where the workers rewrite them in place and from where they are
-/// written in input order. One batch serves the whole run: nothing is allocated per frame.
+/// written in input order, with each worker's verdicts in a lane of its own. A run reuses its batches: nothing
+/// is allocated per frame.
 final class FrameBatch {
     struct Frame {
         var offset: Int
@@ -19,20 +21,37 @@ final class FrameBatch {
     let frames: UnsafeMutableBufferPointer<Frame>
     /// The worker of each frame; `FrameBatch.otherShard` for a frame another shard processes.
     let workers: UnsafeMutableBufferPointer<Int>
+    /// What each worker made of its frames (a lane per worker, so that no two threads write the same memory).
+    let lanes: UnsafeMutableBufferPointer<Lane>
     private(set) var count = 0
     static let otherShard = -1
 
-    init() {
+    /// One worker's results for a batch.
+    struct Lane {
+        /// The verdict on each of the batch's frames that are the worker's.
+        let verdicts: UnsafeMutableBufferPointer<XDPAction>
+        /// Replies generated, in frame order: the frame each follows and its bytes in `replyBytes`.
+        var replies: [(frame: Int, range: Range<Int>)] = []
+        var replyBytes: [UInt8] = []
+    }
+
+    init(workers count: Int) {
         arena = .allocate(byteCount: Self.arenaTarget + 65536, alignment: 16)
         frames = .allocate(capacity: Self.maximumFrames)
         workers = .allocate(capacity: Self.maximumFrames)
         workers.initialize(repeating: 0)
+        lanes = .allocate(capacity: count)
+        _ = lanes.initialize(from: (0..<count).map { _ in
+            Lane(verdicts: .allocate(capacity: Self.maximumFrames))
+        })
     }
 
     deinit {
         arena.deallocate()
         frames.deallocate()
         workers.deallocate()
+        for lane in lanes { lane.verdicts.deallocate() }
+        lanes.deinitialize().deallocate()
     }
 
     var isFull: Bool { count == Self.maximumFrames || used >= Self.arenaTarget }
@@ -40,6 +59,10 @@ final class FrameBatch {
     func removeAll() {
         count = 0
         used = 0
+        for index in lanes.indices {
+            lanes[index].replies.removeAll(keepingCapacity: true)
+            lanes[index].replyBytes.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Copies a frame in (the reader's memory is valid only until its next read).

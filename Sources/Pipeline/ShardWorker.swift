@@ -37,31 +37,21 @@ struct ShardWorker {
     private var firstTimestamp: Int64?
     /// The changes applied, in order, with this worker's counts.
     private(set) var applied: [ClusterChange] = []
-    /// The verdict on each of the batch's frames that are this worker's.
-    let verdicts: UnsafeMutableBufferPointer<XDPAction>
-    /// Replies generated in the batch: the frame each follows and its bytes in `replyBytes`.
-    private(set) var replies: [(frame: Int, range: Range<Int>)] = []
-    private(set) var replyBytes: [UInt8] = []
     private let generated: UnsafeMutableRawBufferPointer
 
     init(program: ServiceLoadBalancer, changes: [ScheduledChange]) {
         self.program = program
         pending = changes[...]
-        verdicts = .allocate(capacity: FrameBatch.maximumFrames)
-        verdicts.initialize(repeating: .pass)
         generated = .allocate(byteCount: XDPContext.generatedCapacity, alignment: 16)
     }
 
-    /// Gives back the worker's buffers.
-    func release() {
-        verdicts.deallocate()
-        generated.deallocate()
-    }
+    /// Gives back the worker's reply buffer.
+    func release() { generated.deallocate() }
 
-    /// Runs this worker's frames of `batch` (those `batch.workers` gives to `index`).
+    /// Runs this worker's frames of `batch` (those `batch.workers` gives to `index`), with the verdicts and
+    /// replies in the batch's lane `index`.
     mutating func process(_ batch: FrameBatch, as index: Int) {
-        replies.removeAll(keepingCapacity: true)
-        replyBytes.removeAll(keepingCapacity: true)
+        let lane = batch.lanes.baseAddress! + index
         for frameIndex in 0..<batch.count {
             let frame = batch.frames[frameIndex]
             applyChanges(upTo: frame.timestamp)
@@ -72,11 +62,12 @@ struct ShardWorker {
             var context = XDPContext(data: batch.bytes(of: frameIndex), wireLength: frame.wireLength,
                                      timestamp: frame.timestamp, generated: generated)
             let verdict = program.run(&context)
-            verdicts[frameIndex] = verdict
+            lane.pointee.verdicts[frameIndex] = verdict
             if verdict == .tx {
-                let start = replyBytes.count
-                replyBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength]))
-                replies.append((frameIndex, start..<replyBytes.count))
+                let start = lane.pointee.replyBytes.count
+                lane.pointee.replyBytes.append(
+                    contentsOf: UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength]))
+                lane.pointee.replies.append((frameIndex, start..<lane.pointee.replyBytes.count))
             }
         }
     }

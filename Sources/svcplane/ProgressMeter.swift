@@ -1,6 +1,5 @@
 import Foundation
 import PacketIO
-import Pipeline
 
 /// A long run's progress on stderr (`1245184 packets, 1.31 Mpps, 37% of big.pcap`), rewritten in place twice
 /// a second once the run has lasted a second, and cleared at the end. Only when stderr is a terminal: a log
@@ -20,14 +19,14 @@ final class ProgressMeter {
         fileSize = regular ? Int64(status.st_size) : nil
     }
 
-    func update(_ counts: RewriteCounts) {
+    func update(packetsRead: Int) {
         let now = ContinuousClock.now
         let elapsed = now - start
         guard elapsed >= .seconds(1), lastShown.map({ now - $0 >= .milliseconds(500) }) ?? true else { return }
         lastShown = now
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let rate = String(format: "%.2f Mpps", Double(counts.packetsRead) / seconds / 1e6)
-        var line = "\(counts.packetsRead) packets, \(rate)"
+        let rate = String(format: "%.2f Mpps", Double(packetsRead) / seconds / 1e6)
+        var line = "\(packetsRead) packets, \(rate)"
         if let fileSize, fileSize > 0, let position = reader.bytesRead {
             line += ", \(min(100, position * 100 / fileSize))% of \(reader.path)"
         }

@@ -125,11 +125,14 @@ final class CaptureRun {
             reader = try PcapReader(path: input)
             let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
                 ? try CaptureRewriter.observeBackends(path: input, tables: [table] + changes.map(\.table),
-                                                      udpTimeoutSeconds: configuration.timeouts.udp)
+                                                      udpTimeoutSeconds: configuration.timeouts.udp,
+                                                      partition: partition)
                 : nil
-            let program = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
-                                              configuration: configuration, observed: observed)
-            programs = Array(repeating: program, count: capture.workers)
+            let linkType = LinkType(dlt: reader.datalink)
+            programs = (0..<capture.workers).map {
+                ServiceLoadBalancer(table: table, linkType: linkType, configuration: configuration,
+                                    observed: observed?[$0])
+            }
         } catch { throw CommandFailure(message: error.description) }
     }
 
@@ -139,7 +142,7 @@ final class CaptureRun {
         defer { meter?.finish() }
         do {
             return try CaptureRewriter.run(reader: reader, writer: writer, programs: &programs, changes: changes,
-                                           partition: partition, progress: meter.map { meter in { meter.update($0) } })
+                                           partition: partition, progress: meter.map { meter in { meter.update(packetsRead: $0) } })
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""

@@ -1,0 +1,60 @@
+import Dispatch
+import PacketIO
+
+/// Reads a capture into `FrameBatch`es and passes each through two steps: `work` (the programs), then `finish`
+/// (writing), in input order. With `overlapped`, `work` runs on another thread while this one writes the
+/// batch before it and reads the batch after it, so reading and writing cost no time beside the workers; two
+/// batches take turns. Without, the steps follow one another on this thread.
+struct BatchPipeline {
+    let reader: PcapReader
+    let workers: Int
+    let overlapped: Bool
+    /// Called with the number of packets read every 65536 packets.
+    let progress: ((Int) -> Void)?
+
+    /// Runs the capture to its end, an interruption, or damage, which is returned after every frame before it
+    /// went through both steps; with the number of packets read.
+    func run(work: @escaping (FrameBatch) -> Void, finish: (FrameBatch) -> Void)
+        -> (packetsRead: Int, damage: CaptureError?)
+    {
+        var packetsRead = 0
+        var damage: CaptureError?
+        var ready = FrameBatch(workers: workers)
+        var spare = FrameBatch(workers: workers)
+        var processed: FrameBatch?
+        fill(ready, packetsRead: &packetsRead, damage: &damage)
+        while ready.count > 0 {
+            let group = DispatchGroup()
+            nonisolated(unsafe) let batch = ready
+            nonisolated(unsafe) let work = work
+            if overlapped {
+                DispatchQueue.global().async(group: group) { work(batch) }
+            } else {
+                work(batch)
+            }
+            if let processed { finish(processed) }
+            if damage == nil { fill(spare, packetsRead: &packetsRead, damage: &damage) } else { spare.removeAll() }
+            group.wait()
+            processed = ready
+            swap(&ready, &spare)
+        }
+        if let processed { finish(processed) }
+        return (packetsRead, damage)
+    }
+
+    /// Reads frames into `batch` until it is full, the capture ends, the run is interrupted, or the capture
+    /// is damaged (`damage`).
+    private func fill(_ batch: FrameBatch, packetsRead: inout Int, damage: inout CaptureError?) {
+        batch.removeAll()
+        do {
+            while !batch.isFull, !Interruption.requested.load(ordering: .relaxed), let frame = try reader.next() {
+                batch.append(frame)
+                packetsRead += 1
+                if packetsRead & CaptureRewriter.progressInterval == 0 { progress?(packetsRead) }
+            }
+        } catch {
+            // A read cut short by the signal ends the run; anything else is damage.
+            if !Interruption.requested.load(ordering: .relaxed) { damage = error }
+        }
+    }
+}
