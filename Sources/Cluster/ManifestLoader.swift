@@ -11,8 +11,8 @@ public struct ClusterManifests: Sendable {
     public init() {}
 }
 
-/// Loads Kubernetes YAML: files with one or many documents (`---`), `kind: List`, and directories
-/// (every `.yaml`, `.yml` and `.json` file inside, in name order).
+/// Loads Kubernetes manifests: YAML files with one or many documents (`---`), JSON files, `kind: List`, and
+/// directories (every `.yaml`, `.yml` and `.json` file inside, in name order).
 public enum ManifestLoader {
     /// Loads all paths; a directory contributes its manifest files.
     public static func load(paths: [String]) throws(ManifestError) -> ClusterManifests {
@@ -25,24 +25,48 @@ public enum ManifestLoader {
         return manifests
     }
 
-    /// Parses YAML text (one file's content) into `manifests`; `name` is used in error messages.
+    /// Parses one file's content into `manifests`: YAML (one or many documents), or JSON as `kubectl get -o json`
+    /// prints it; `name` is used in error messages.
     public static func load(yaml: String, name: String, into manifests: inout ClusterManifests)
         throws(ManifestError)
     {
+        if let first = yaml.utf8.first(where: { ![9, 10, 13, 32].contains($0) }),
+           first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+        {
+            // JSON is YAML too, but decodes directly; text that only looks like JSON is read as YAML.
+            do {
+                let document = try JSONDecoder().decode(ManifestDocument.self, from: Data(yaml.utf8))
+                document.add(to: &manifests, origin: "\(name): document 1")
+                return
+            } catch let error as DecodingError {
+                if !isSyntaxError(error) { throw describe(error, file: name, documentsIndexed: false) }
+            } catch {}
+        }
         var documents: [Node] = []
         do {
             // Parse every document eagerly: Yams' lazy compose_all sequence swallows parse errors.
-            // Keys are looked up by comparing nodes, which resolves their tags; the basic resolver does it without
-            // the default one's regular expressions (decoding reads numbers and booleans from the text itself).
+            // The basic resolver tags no scalar by regular expressions: `YAMLAsJSON` types the scalars it needs.
             let parser = try Parser(yaml: yaml, resolver: .basic, encoding: .utf8)
             while let document = try parser.nextRoot() { documents.append(document) }
         } catch {
             throw ManifestError(origin: name, message: "not valid YAML: \(yamlMessage(error))")
         }
-        // One decoder for the file: creating one reads Yams' default encoding from the environment.
-        let decoder = YAMLDecoder(encoding: .utf8)
+        var json: [UInt8] = [UInt8(ascii: "[")]
         for (index, document) in documents.enumerated() {
-            try add(document, origin: "\(name): document \(index + 1)", decoder: decoder, into: &manifests)
+            if index > 0 { json.append(UInt8(ascii: ",")) }
+            YAMLAsJSON.append(document, to: &json)
+        }
+        json.append(UInt8(ascii: "]"))
+        let decoded: [ManifestDocument]
+        do {
+            decoded = try JSONDecoder().decode([ManifestDocument].self, from: Data(json))
+        } catch let error as DecodingError {
+            throw describe(error, file: name, documentsIndexed: true)
+        } catch {
+            throw ManifestError(origin: name, message: "\(error)")
+        }
+        for (index, document) in decoded.enumerated() {
+            document.add(to: &manifests, origin: "\(name): document \(index + 1)")
         }
     }
 
@@ -69,79 +93,39 @@ public enum ManifestLoader {
             .sorted().map { (path as NSString).appendingPathComponent($0) }
     }
 
-    private static func add(_ node: Node, origin: String, decoder: YAMLDecoder,
-                            into manifests: inout ClusterManifests)
-        throws(ManifestError)
-    {
-        guard node.mapping != nil else {
-            if case .scalar(let scalar) = node, scalar.string.isEmpty || scalar.string == "null" { return }
-            throw ManifestError(origin: origin, message: "expected a Kubernetes object (a mapping)")
-        }
-        guard let kind = node["kind"]?.string else {
-            throw ManifestError(origin: origin, field: "kind", message: "missing")
-        }
-        switch kind {
-        case "List", "ServiceList", "EndpointsList", "EndpointSliceList", "PodList":
-            guard let items = node["items"]?.sequence else { return }
-            for (index, item) in items.enumerated() {
-                try add(item, origin: "\(origin): items[\(index)]", decoder: decoder, into: &manifests)
+    /// Whether decoding failed on the text itself (not JSON) rather than on a document's content.
+    private static func isSyntaxError(_ error: DecodingError) -> Bool {
+        if case .dataCorrupted(let context) = error { return context.codingPath.isEmpty }
+        return false
+    }
+
+    /// The error with its place: the document (`documentsIndexed`: the path starts with its index) and list
+    /// items become the origin, the rest of the path the field.
+    private static func describe(_ error: DecodingError, file: String, documentsIndexed: Bool) -> ManifestError {
+        func place(_ path: [any CodingKey]) -> (origin: String, field: String) {
+            var path = path[...]
+            var origin = "\(file): document \((documentsIndexed ? path.popFirst()?.intValue ?? 0 : 0) + 1)"
+            while path.count >= 2, path.first?.stringValue == "items", let item = path.dropFirst().first?.intValue {
+                origin += ": items[\(item)]"
+                path = path.dropFirst(2)
             }
-        case "Service":
-            manifests.services.append(try decode(node, origin: origin, decoder: decoder))
-        case "Endpoints":
-            manifests.endpoints.append(try decode(node, origin: origin, decoder: decoder))
-        case "EndpointSlice":
-            manifests.endpointSlices.append(try decode(node, origin: origin, decoder: decoder))
-        case "Pod":
-            manifests.pods.append(try decode(node, origin: origin, decoder: decoder))
-        case _ where ignorableKinds.contains(kind) || (node["apiVersion"]?.string ?? "v1").contains("/"):
-            break  // a workload, config or custom resource: not part of the dataplane
-        default:
-            throw ManifestError(origin: origin, field: "kind",
-                                message: "unknown kind \"\(kind)\" (svcplane reads Service, Endpoints, "
-                                    + "EndpointSlice, Pod and List)")
+            return (origin, fieldPath(Array(path)))
         }
-    }
-
-    /// Core (`apiVersion: v1`) kinds that may sit beside Services in a manifest directory and do not change the
-    /// dataplane, and grouped ones listed for clarity (every kind of a group API, `apps/v1`, a custom
-    /// resource..., is skipped). Any other core kind is a mistake worth reporting: a typo such as `Servce`
-    /// would otherwise vanish.
-    static let ignorableKinds: Set<String> = [
-        "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
-        "ReplicationController", "ConfigMap", "Secret", "ServiceAccount", "PersistentVolume",
-        "PersistentVolumeClaim", "Ingress", "IngressClass", "NetworkPolicy", "Role", "RoleBinding", "ClusterRole",
-        "ClusterRoleBinding", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Event", "LimitRange",
-        "ResourceQuota", "CustomResourceDefinition",
-    ]
-
-    private static func decode<Object: Decodable & Sendable>(_ node: Node, origin: String, decoder: YAMLDecoder)
-        throws(ManifestError) -> Located<Object>
-    {
-        do {
-            return Located(object: try decoder.decode(Object.self, from: node), origin: origin)
-        } catch let error as DecodingError {
-            throw describe(error, origin: origin)
-        } catch {
-            throw ManifestError(origin: origin, message: yamlMessage(error))
-        }
-    }
-
-    private static func describe(_ error: DecodingError, origin: String) -> ManifestError {
         switch error {
         case .typeMismatch(let type, let context):
-            return ManifestError(origin: origin, field: fieldPath(context.codingPath),
-                                 message: "expected \(typeName(type))")
+            let (origin, field) = place(context.codingPath)
+            return ManifestError(origin: origin, field: field, message: "expected \(typeName(type))")
         case .valueNotFound(let type, let context):
-            return ManifestError(origin: origin, field: fieldPath(context.codingPath),
-                                 message: "expected \(typeName(type)), found null")
+            let (origin, field) = place(context.codingPath)
+            return ManifestError(origin: origin, field: field, message: "expected \(typeName(type)), found null")
         case .keyNotFound(let key, let context):
-            return ManifestError(origin: origin, field: fieldPath(context.codingPath + [key]), message: "missing")
+            let (origin, field) = place(context.codingPath + [key])
+            return ManifestError(origin: origin, field: field, message: "missing")
         case .dataCorrupted(let context):
-            return ManifestError(origin: origin, field: fieldPath(context.codingPath),
-                                 message: context.debugDescription)
+            let (origin, field) = place(context.codingPath)
+            return ManifestError(origin: origin, field: field, message: context.debugDescription)
         @unknown default:
-            return ManifestError(origin: origin, message: "\(error)")
+            return ManifestError(origin: file, message: "\(error)")
         }
     }
 

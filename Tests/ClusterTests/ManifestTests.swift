@@ -223,4 +223,60 @@ struct ManifestTests {
         #expect(message.hasPrefix("test.yaml: not valid YAML: "))
         #expect(!message.contains("\n"))
     }
+
+    /// `kubectl get svc,endpointslices -o json` for one Service with two ready endpoints and one terminating.
+    static let jsonList = """
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "web", "namespace": "shop", "labels": {"tier": "front \\\"a\\\""}},
+                 "spec": {"clusterIP": "10.96.7.7", "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
+                {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": {"name": "web-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+                 "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                 "endpoints": [
+                    {"addresses": ["10.244.1.7"], "conditions": {"ready": true}},
+                    {"addresses": ["10.244.2.7"], "conditions": {"ready": true, "serving": true}},
+                    {"addresses": ["10.244.3.7"], "conditions": {"ready": false, "terminating": true}}]}
+            ]
+        }
+        """
+
+    @Test("JSON as kubectl get -o json prints it loads as its YAML does; flow YAML that starts like JSON is YAML")
+    func json() throws {
+        let fromJSON = try table(Self.jsonList)
+        #expect(fromJSON.entries.map(\.name.description) == ["shop/web:http"])
+        #expect(fromJSON.entries.first?.backends.map { "\($0) \($0.ready)" }
+            == ["10.244.1.7:8080 true", "10.244.2.7:8080 true", "10.244.3.7:8080 false"])
+        let flowYAML = """
+            {kind: Service, metadata: {name: web, namespace: shop}, spec: {clusterIP: 10.96.7.7,
+             ports: [{name: http, port: 80, targetPort: 8080}]}}
+            """
+        #expect(try table(flowYAML).entries.map(\.frontend.description) == ["10.96.7.7:80/tcp"])
+        let broken = Self.jsonList.replacingOccurrences(of: "\"port\": 8080", with: "\"port\": \"eighty\"")
+        #expect(loadError(broken) == "test.yaml: document 1: items[1]: ports[0].port: expected an integer")
+    }
+
+    @Test("YAML scalars are typed as Kubernetes reads them: quoted text stays text, plain integers and booleans do not")
+    func scalarTyping() throws {
+        let compiled = try table("""
+            kind: Service
+            metadata: {name: "80", labels: {version: "1", enabled: "true"}}
+            spec: {clusterIP: 10.96.0.9, ports: [{port: 80, targetPort: '8080'}]}
+            ---
+            kind: EndpointSlice
+            metadata: {name: s, labels: {kubernetes.io/service-name: "80"}}
+            ports: [{port: 8080}]
+            endpoints: [{addresses: [10.244.1.9], conditions: {ready: True}},
+                        {addresses: [10.244.1.10], conditions: {ready: false}}]
+            ---
+            """)
+        #expect(compiled.entries.first?.name.description == "default/80")
+        #expect(compiled.entries.first?.backends.map { "\($0) \($0.ready)" }
+            == ["10.244.1.10:8080 false", "10.244.1.9:8080 true"])
+        #expect(loadError("kind: Service\nmetadata: {name: 80}")
+            == "test.yaml: document 1: metadata.name: expected a string")
+    }
 }
