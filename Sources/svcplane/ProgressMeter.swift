@@ -24,7 +24,7 @@ final class ProgressMeter {
         let elapsed = now - start
         guard elapsed >= .seconds(1), lastShown.map({ now - $0 >= .milliseconds(500) }) ?? true else { return }
         lastShown = now
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = elapsed.seconds
         let rate = String(format: "%.2f Mpps", Double(packetsRead) / seconds / 1e6)
         var line = "\(packetsRead) packets, \(rate)"
         if let fileSize, fileSize > 0, let position = reader.bytesRead {
@@ -37,4 +37,9 @@ final class ProgressMeter {
     func finish() {
         if lastShown != nil { Output.standardError("\r\u{1B}[K") }
     }
+}
+
+extension Duration {
+    /// The duration in seconds, for display.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

@@ -35,6 +35,11 @@ struct Rewrite: ParsableCommand {
     @Flag(help: "Print neither the progress (shown on a terminal for runs over a second) nor the summary on stderr.")
     var quiet = false
 
+    @Flag(help: ArgumentHelp(
+        "Print on stderr how long the run took: setting up (manifests, and the first pass over the capture when "
+            + "it is followed) and the packets, with nanoseconds per packet (wall clock, for measuring only)."))
+    var timing = false
+
     func validate() throws {
         try program.validateMasqueradeSource()
         let inputs = ([input] + cluster.manifests).compactMap { FileIdentity(path: $0) }
@@ -52,13 +57,18 @@ struct Rewrite: ParsableCommand {
 
     func run() throws {
         SignalFlags.installInterruption()
+        let clock = ContinuousClock()
+        let start = clock.now
         let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
+        let setUp = clock.now
         let writer: PcapWriter
         do {
             writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
                                     snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
         } catch { throw CommandFailure(message: error.description) }
         let counts = try runner.run(writer: writer, quiet: quiet)
+        if timing { Output.standardError(Self.timingLine(setUp: setUp - start, packets: clock.now - setUp,
+                                                          count: counts.packetsRead)) }
         let summary = RunSummary(counts: counts, programs: runner.programs)
         if !quiet { Output.standardError(summary.text) }
         if let stats {
@@ -70,6 +80,15 @@ struct Rewrite: ParsableCommand {
                 + "\(counts.packetsWritten) written to \(output)\n")
             throw ExitCode(130)
         }
+    }
+}
+
+extension Rewrite {
+    /// `timing: set-up 2.714 s, packets 0.452 s (452 ns per packet)`.
+    static func timingLine(setUp: Duration, packets: Duration, count: Int) -> String {
+        let perPacket = count > 0 ? packets.seconds * 1e9 / Double(count) : 0
+        return String(format: "timing: set-up %.3f s, packets %.3f s (%.0f ns per packet)\n", setUp.seconds,
+                      packets.seconds, perPacket)
     }
 }
 

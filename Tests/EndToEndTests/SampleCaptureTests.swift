@@ -189,6 +189,20 @@ struct CommandLineTests {
         #expect(entries?.count == 5)
         #expect(entries?.first?["state"] as? String == "TIME_WAIT")
     }
+
+    @Test("--timing prints one line of wall-clock times on stderr, --quiet or not, and changes no output")
+    func timing() throws {
+        let directory = try TemporaryDirectory()
+        let common = ["rewrite", "-r", Repository.capture("service-demo"), "-f",
+                      "\(Repository.pcaps)/service-demo.yaml", "--quiet"]
+        let timed = try runProcess(Repository.binary, common + ["-w", directory.file("timed.pcap"), "--timing"])
+        #expect(timed.status == 0)
+        let line = #"^timing: set-up [0-9.]+ s, packets [0-9.]+ s \([0-9]+ ns per packet\)\n$"#
+        #expect(timed.standardError.range(of: line, options: .regularExpression) != nil, "\(timed.standardError)")
+        #expect(try runProcess(Repository.binary, common + ["-w", directory.file("plain.pcap")]).standardError.isEmpty)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.file("timed.pcap")))
+            == Data(contentsOf: URL(fileURLWithPath: directory.file("plain.pcap"))))
+    }
 }
 
 @Suite("Interruption")
