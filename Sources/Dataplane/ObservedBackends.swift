@@ -7,8 +7,8 @@ import PacketWire
 /// Replaying it with an independent choice would send a client's packets to one pod while the capture's
 /// replies come from another. With these observations the program gives a new connection the backend whose
 /// reply to that client address and port comes next in the capture, when that backend is still usable;
-/// connections the capture does not decide are left to the selector. Built by a pass over the capture before
-/// the program runs; read-only afterwards, like a preloaded BPF map.
+/// connections the capture does not decide are left to the selector. Filled from a reading of the capture
+/// that runs ahead of the programs (`CaptureReplies` shares it between threads).
 public struct ObservedBackends: Sendable {
     /// One reply seen from a backend to a client port.
     struct Observation: Sendable {
@@ -37,8 +37,6 @@ public struct ObservedBackends: Sendable {
     /// Client address, port and protocol (an `Endpoint.key`) to observations in time order.
     private var observations: [UInt64: [Observation]] = [:]
     private let udpTimeout: Int64
-    /// Connections whose backend came from the capture.
-    public private(set) var decided = 0
 
     /// Observes replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
     public init(tables: [ServiceTable], udpTimeoutSeconds: Int64) {
@@ -57,25 +55,38 @@ public struct ObservedBackends: Sendable {
     /// Whether any backend answered in the capture.
     public var isEmpty: Bool { observations.isEmpty }
 
-    /// Records a packet if it comes from a backend: a TCP SYN/ACK, the first packet of a backend and client
-    /// port pair, or a UDP datagram after more than a UDP timeout of silence (a new conntrack entry).
-    public mutating func observe(frame: UnsafeMutableRawBufferPointer, linkType: LinkType, wireLength: Int,
-                                 timestamp: Int64)
+    /// A reply seen from a backend to a client port.
+    public struct Sighting: Sendable {
+        let backend: Endpoint
+        let client: UInt64
+        let startsConnection: Bool
+        let time: Int64
+    }
+
+    /// The sighting a frame is, if it comes from a backend (decoding only: the observations do not change).
+    public func sighting(in frame: UnsafeMutableRawBufferPointer, linkType: LinkType, wireLength: Int,
+                         timestamp: Int64) -> Sighting?
     {
         guard let link = try? LinkHeader(frame: frame, linkType: linkType), !link.isOutgoing,
               link.etherType == EtherType.ipv4,
               let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: wireLength),
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
-        else { return }
+        else { return nil }
         let backend = Endpoint(address: ip.source, port: transport.sourcePort, protocolNumber: ip.protocolNumber)
-        guard backendPorts.contains(backend.port), backends.contains(backend.key) else { return }
-        let client = Endpoint.key(address: ip.destination, port: transport.destinationPort,
-                                  protocolNumber: ip.protocolNumber)
+        guard backendPorts.contains(backend.port), backends.contains(backend.key) else { return nil }
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        Self.record(&observations[client, default: []], backend: backend, startsConnection: isSynAck, at: timestamp,
-                    udpTimeout: udpTimeout)
+        return Sighting(backend: backend, client: Endpoint.key(address: ip.destination, port: transport.destinationPort,
+                                                               protocolNumber: ip.protocolNumber),
+                        startsConnection: isSynAck, time: timestamp)
+    }
+
+    /// Records a sighting: a TCP SYN/ACK, the first packet of a backend and client port pair, or a UDP datagram
+    /// after more than a UDP timeout of silence starts an observation; other packets extend the pair's latest.
+    public mutating func record(_ sighting: Sighting) {
+        Self.record(&observations[sighting.client, default: []], backend: sighting.backend,
+                    startsConnection: sighting.startsConnection, at: sighting.time, udpTimeout: udpTimeout)
     }
 
     /// Extends the pair's latest observation, or starts a new one for a new connection.
@@ -93,8 +104,8 @@ public struct ObservedBackends: Sendable {
     }
 
     /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next after
-    /// `time`.
-    mutating func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
+    /// `time`, among the sightings recorded so far.
+    func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
         let client = Endpoint.key(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
         guard let list = observations[client] else { return nil }
         for observation in list where observation.time >= time {
@@ -102,7 +113,6 @@ public struct ObservedBackends: Sendable {
                 entry.backends[$0].address == observation.backend.address
                     && entry.backends[$0].port == observation.backend.port
             }) {
-                decided += 1
                 return position
             }
         }

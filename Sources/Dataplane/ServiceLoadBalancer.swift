@@ -85,11 +85,11 @@ public struct ServiceLoadBalancer {
     private var sharding: FlowSharding?
     /// Every cluster state applied so far, for a sharding of the program's own.
     private var tablesSeen: [ServiceTable]
-    /// Backends the capture's own replies show, consulted before the selector.
-    public private(set) var observed: ObservedBackends?
+    /// Backends the capture's own replies show, consulted before the selector (shared by a run's programs).
+    public let observed: CaptureReplies?
 
     public init(table: ServiceTable, linkType: LinkType, configuration: LoadBalancerConfiguration,
-                observed: ObservedBackends? = nil)
+                observed: CaptureReplies? = nil)
     {
         self.table = table
         self.observed = observed

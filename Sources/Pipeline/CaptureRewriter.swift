@@ -1,6 +1,7 @@
 import Cluster
 import Dataplane
 import Dispatch
+import Foundation
 import PacketIO
 import PacketWire
 import Synchronization
@@ -184,31 +185,39 @@ public enum CaptureRewriter {
         return changes
     }
 
-    /// Reads a capture once to learn which backend answered each connection (see `ObservedBackends`): one set
-    /// of observations per worker of `partition`, each from that worker's frames alone (a connection's replies
-    /// share its shard), observed in parallel. A damaged record ends the observation quietly: the rewrite pass
-    /// reports it, after writing what precedes it.
-    public static func observeBackends(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64,
-                                       partition: ConnectionPartition? = nil) throws(CaptureError)
-        -> [ObservedBackends]
+    /// Starts reading the capture at `path` for the backends its replies show (see `ObservedBackends`), on a
+    /// thread of its own that runs ahead of the programs; they wait for it only when the replies read so far do
+    /// not decide a connection. A damaged record ends the reading quietly: the rewrite reports it, after writing
+    /// what precedes it.
+    public static func followReplies(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64)
+        throws(CaptureError) -> CaptureReplies
     {
-        let reader = try PcapReader(path: path)
+        nonisolated(unsafe) let reader = try PcapReader(path: path)
+        let replies = CaptureReplies(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
         let linkType = LinkType(dlt: reader.datalink)
-        let workers = partition?.workers ?? 1
-        nonisolated(unsafe) let observed = UnsafeMutableBufferPointer<ObservedBackends>.allocate(capacity: workers)
-        observed.initialize(repeating: ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds))
-        defer { observed.deinitialize().deallocate() }
-        let pipeline = BatchPipeline(reader: reader, workers: workers, overlapped: workers > 1, progress: nil)
-        _ = pipeline.run { batch in
-            if let partition { classify(batch, by: partition, linkType: linkType) }
-            inParallel(workers) { index in
-                for frameIndex in 0..<batch.count where batch.workers[frameIndex] == index {
-                    let frame = batch.frames[frameIndex]
-                    observed[index].observe(frame: batch.bytes(of: frameIndex), linkType: linkType,
-                                            wireLength: frame.wireLength, timestamp: frame.timestamp)
+        Thread.detachNewThread {
+            var sightings: [ObservedBackends.Sighting] = []
+            var reading = true
+            while reading {
+                sightings.removeAll(keepingCapacity: true)
+                for _ in 0..<Self.sightingChunk {
+                    guard !Interruption.requested.load(ordering: .relaxed), let frame = try? reader.next() else {
+                        reading = false
+                        break
+                    }
+                    if let sighting = replies.sighting(in: frame.bytes, linkType: linkType,
+                                                       wireLength: frame.wireLength, timestamp: frame.timestamp)
+                    {
+                        sightings.append(sighting)
+                    }
                 }
+                replies.record(sightings)
             }
-        } finish: { _ in }
-        return Array(observed)
+            replies.finish()
+        }
+        return replies
     }
+
+    /// Frames read between two hand-overs of their sightings to the programs.
+    static let sightingChunk = 1024
 }

@@ -89,7 +89,7 @@ public struct RunSummary: Encodable, Sendable {
         translatedPodToClient = stats.translatedReply
         translatedICMPErrors = stats.translatedRelated
         newConnections = stats.newConnections
-        choicesFromCapture = program.observed.map { _ in programs.reduce(0) { $0 + ($1.observed?.decided ?? 0) } }
+        choicesFromCapture = program.observed?.decided
         rejected = stats.rejected
         masqueraded = stats.masqueraded
         passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })

@@ -143,15 +143,12 @@ final class CaptureRun {
         do {
             reader = try PcapReader(path: input)
             let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
-                ? try CaptureRewriter.observeBackends(path: input, tables: [table] + changes.map(\.table),
-                                                      udpTimeoutSeconds: configuration.timeouts.udp,
-                                                      partition: partition)
+                ? try CaptureRewriter.followReplies(path: input, tables: [table] + changes.map(\.table),
+                                                    udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil
-            let linkType = LinkType(dlt: reader.datalink)
-            programs = (0..<capture.workers).map {
-                ServiceLoadBalancer(table: table, linkType: linkType, configuration: configuration,
-                                    observed: observed?[$0])
-            }
+            let program = ServiceLoadBalancer(table: table, linkType: LinkType(dlt: reader.datalink),
+                                              configuration: configuration, observed: observed)
+            programs = Array(repeating: program, count: capture.workers)
         } catch { throw CommandFailure(message: error.description) }
     }
 
