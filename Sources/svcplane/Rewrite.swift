@@ -44,7 +44,9 @@ struct Rewrite: ParsableCommand {
         try program.validateMasqueradeSource()
         let inputs = ([input] + cluster.manifests).compactMap { FileIdentity(path: $0) }
         for (flag, path) in [("-w", output), ("--stats", stats), ("--conntrack-dump", conntrackDump)] {
-            guard let path, path != "-", let identity = FileIdentity(path: path), identity.isRegularFile else { continue }
+            guard let path, path != "-", let identity = FileIdentity(path: path), identity.isRegularFile else {
+                continue
+            }
             if inputs.contains(identity) {
                 throw ValidationError("\(flag) names an input file; svcplane will not overwrite its input.")
             }
@@ -158,7 +160,8 @@ final class CaptureRun {
         defer { meter?.finish() }
         do {
             return try CaptureRewriter.run(reader: reader, writer: writer, programs: &programs, changes: changes,
-                                           partition: partition, progress: meter.map { meter in { meter.update(packetsRead: $0) } })
+                                           partition: partition,
+                                           progress: meter.map { meter in { meter.update(packetsRead: $0) } })
         } catch let partial as PartialRewrite {
             let written = partial.counts.packetsWritten
             let note = writer.map { " (\(written) packets before it were written to \($0.destination))" } ?? ""

@@ -45,7 +45,8 @@ struct ObservedBackendsTests {
                                    destinationPort: 40000)
         synAck.flags = [.syn, .ack]
         let sighting = try #require(withFrame(synAck.ethernetFrame()) { frame in
-            observed.sighting(in: frame, linkType: .ethernet, wireLength: frame.count, timestamp: harness.now + 50_000_000)
+            observed.sighting(in: frame, linkType: .ethernet, wireLength: frame.count,
+                              timestamp: harness.now + 50_000_000)
         }.0)
         let unrelated = PacketBuilder(source: "10.244.1.11", destination: "10.0.1.9", sourcePort: 9376,
                                       destinationPort: 50000)
