@@ -29,7 +29,7 @@ public final class CaptureReplies: @unchecked Sendable {
     }
 
     /// Records sightings, in capture order, and wakes the programs waiting for them.
-    public func record(_ sightings: some Sequence<ObservedBackends.Sighting>) {
+    public func record(_ sightings: [ObservedBackends.Sighting]) {
         condition.lock()
         for sighting in sightings { observed.record(sighting) }
         condition.broadcast()
