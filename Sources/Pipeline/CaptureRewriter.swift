@@ -88,12 +88,14 @@ public enum CaptureRewriter {
             workers.deinitialize().deallocate()
         }
         let linkType = programs[0].linkType
+        let threads = workers.count > 1 ? WorkerThreads(count: workers.count) : nil
+        defer { threads?.stop() }
         var counts = RewriteCounts()
         let pipeline = BatchPipeline(reader: reader, workers: workers.count, overlapped: workers.count > 1,
                                      progress: progress)
         let (packetsRead, damage) = pipeline.run { batch in
-            if let partition { classify(batch, by: partition, linkType: linkType) }
-            inParallel(workers.count) { index in workers[index].process(batch, as: index) }
+            if let partition { classify(batch, by: partition, linkType: linkType, on: threads) }
+            inParallel(on: threads) { index in workers[index].process(batch, as: index) }
         } finish: { batch in
             write(batch, to: writer, counts: &counts)
         }
@@ -118,10 +120,12 @@ public enum CaptureRewriter {
     }
 
     /// Gives each frame its worker, in as many parallel slices as there are workers.
-    private static func classify(_ batch: FrameBatch, by partition: ConnectionPartition, linkType: LinkType) {
+    private static func classify(_ batch: FrameBatch, by partition: ConnectionPartition, linkType: LinkType,
+                                 on threads: WorkerThreads?)
+    {
         let slices = partition.workers
         let count = batch.count
-        inParallel(slices) { slice in
+        inParallel(on: threads) { slice in
             for index in count * slice / slices..<count * (slice + 1) / slices {
                 let frame = batch.frames[index]
                 batch.workers[index] = partition.worker(of: batch.bytes(of: index), wireLength: frame.wireLength,
@@ -130,16 +134,9 @@ public enum CaptureRewriter {
         }
     }
 
-    /// Runs `body` for 0..<count, on this thread alone when count is 1.
-    private static func inParallel(_ count: Int, _ body: (Int) -> Void) {
-        if count == 1 {
-            body(0)
-            return
-        }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let body = body
-            DispatchQueue.concurrentPerform(iterations: count) { body($0) }
-        }
+    /// Runs `body` for each worker: on the workers' threads, or on this thread for one worker.
+    private static func inParallel(on threads: WorkerThreads?, _ body: (Int) -> Void) {
+        if let threads { threads.run(body) } else { body(0) }
     }
 
     /// Writes the batch's frames in input order with the replies they caused, and counts them.
