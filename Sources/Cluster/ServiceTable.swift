@@ -183,6 +183,9 @@ public struct ServiceTable: Sendable {
     public let nodePortIndex: [NodePort: Int]
     /// Service ports that exist but are not load balanced (headless, ExternalName, IPv6-only).
     public let unservedPorts: [String]
+    /// Every port a frontend or node port listens on: a packet to another port is no Service's, without a
+    /// hash lookup (replies to clients, which conntrack has not matched, are most of those).
+    private let frontendPorts: PortSet
 
     public init(entries: [ServicePortEntry], unservedPorts: [String] = []) {
         self.entries = entries
@@ -200,6 +203,7 @@ public struct ServiceTable: Sendable {
         externalIndex = external
         nodePortIndex = nodePorts
         self.unservedPorts = unservedPorts
+        frontendPorts = PortSet(index.keys.map(\.port) + external.keys.map(\.port) + nodePorts.keys.map(\.port))
     }
 
     public func entry(for frontend: Frontend) -> ServicePortEntry? {
@@ -209,6 +213,7 @@ public struct ServiceTable: Sendable {
     /// The Service port a packet's destination reaches, and from where: a ClusterIP, then an external or load
     /// balancer IP, then a node port on one of `nodeAddresses`.
     public func lookup(_ destination: Frontend, nodeAddresses: [IPv4Address]) -> (index: Int, scope: TrafficScope)? {
+        guard frontendPorts.contains(destination.port) else { return nil }
         if let index = entryIndex[destination] { return (index, .cluster) }
         if externalIndex.isEmpty && nodePortIndex.isEmpty { return nil }
         if let index = externalIndex[destination] { return (index, .external) }

@@ -16,6 +16,13 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Sizes of the classic pcap file format.
+public enum PcapFormat {
+    static let fileHeaderLength: Int64 = 24
+    /// A record header: seconds, fraction of a second, captured length and wire length, 32 bits each.
+    public static let recordHeaderLength = 16
+}
+
 /// Timestamp resolution of a capture file.
 public enum TimestampPrecision: Sendable, Equatable {
     case microseconds

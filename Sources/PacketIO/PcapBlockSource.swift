@@ -5,8 +5,9 @@ import Darwin
 #endif
 
 /// The fast path of `PcapReader`: a classic pcap file in this machine's byte order, read with `pread` in blocks
-/// of a megabyte and handed out record by record from the block itself, so that the caller rewrites each frame
-/// in place (no per-record library calls, no per-record copies).
+/// of a megabyte and handed out record by record from the block itself, or read straight into the caller's
+/// memory a block of records at a time, so that the caller rewrites each frame in place (no per-record library
+/// calls, no per-record copies).
 ///
 /// It takes only records whose reading leaves no room for interpretation (captured length within the snapshot
 /// length and the wire length, fraction of a second in range, seconds below 2^31). Anything else (an unusual
@@ -22,8 +23,6 @@ struct PcapBlockSource {
 
     /// libpcap's largest snapshot length for ordinary link types; larger ones are left to libpcap.
     static let maximumSnapLength: Int32 = 262_144
-    static let fileHeaderLength: Int64 = 24
-    static let recordHeaderLength = 16
     static let blockLength = 1 << 20
 
     private let descriptor: Int32
@@ -32,7 +31,7 @@ struct PcapBlockSource {
     private let fractionLimit: UInt32
     private let buffer: UnsafeMutableRawBufferPointer
     /// File offset of `buffer[0]`.
-    private var bufferOffset = fileHeaderLength
+    private var bufferOffset = PcapFormat.fileHeaderLength
     /// The unread bytes are `buffer[start..<end]`.
     private var start = 0
     private var end = 0
@@ -59,7 +58,7 @@ struct PcapBlockSource {
         let nanoseconds = header.magic == 0xA1B2_3C4D
         fractionUnit = nanoseconds ? 1 : 1000
         fractionLimit = nanoseconds ? 1_000_000_000 : 1_000_000
-        buffer = .allocate(byteCount: Self.blockLength + Self.recordHeaderLength + Int(snapLength), alignment: 16)
+        buffer = .allocate(byteCount: Self.blockLength + PcapFormat.recordHeaderLength + Int(snapLength), alignment: 16)
     }
 
     /// Gives back the buffer and the file (the owning reader's deinit).
@@ -72,27 +71,73 @@ struct PcapBlockSource {
     var offset: Int64 { bufferOffset + Int64(start) }
 
     mutating func next() -> Step {
-        if end - start < Self.recordHeaderLength { refill() }
+        if end - start < PcapFormat.recordHeaderLength { refill() }
         if end == start && atEndOfFile && !readFailed { return .end }
-        guard end - start >= Self.recordHeaderLength else { return .unusual(offset: offset) }
-        let record = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+        guard end - start >= PcapFormat.recordHeaderLength,
+              var header = usualHeader(at: UnsafeRawPointer(buffer.baseAddress! + start))
+        else { return .unusual(offset: offset) }
+        if end - start < header.length {
+            refill()
+            guard end - start >= header.length else { return .unusual(offset: offset) }
+            header = usualHeader(at: UnsafeRawPointer(buffer.baseAddress! + start))!
+        }
+        let frame = header.frame(at: buffer.baseAddress! + start)
+        start += header.length
+        return .frame(frame)
+    }
+
+    /// Reads the next records with one `pread` straight into `destination` (a batch's memory), in the file's
+    /// layout: each frame after its 16-byte record header. Hands each whole, usual record to `take` (the frame's
+    /// offset in `destination`, and the frame) until `take` declines one; returns the bytes of `destination` the
+    /// records taken fill. Returns 0, leaving the record to `next()`, while bytes read by `next()` are unread,
+    /// at the end of the file, on a read error, and when the first record is unusual or larger than
+    /// `destination`.
+    mutating func readRecords(into destination: UnsafeMutableRawBufferPointer,
+                              _ take: (Int, CapturedFrame) -> Bool) -> Int
+    {
+        guard start == end, !atEndOfFile, let base = destination.baseAddress else { return 0 }
+        let fileOffset = offset
+        var count: Int
+        repeat {
+            count = pread(descriptor, base, destination.count, off_t(fileOffset))
+        } while count < 0 && errno == EINTR
+        var position = 0
+        while count - position >= PcapFormat.recordHeaderLength,
+              let header = usualHeader(at: UnsafeRawPointer(base + position)), count - position >= header.length,
+              take(position + PcapFormat.recordHeaderLength, header.frame(at: base + position))
+        {
+            position += header.length
+        }
+        bufferOffset = fileOffset + Int64(position)
+        start = 0
+        end = 0
+        return position
+    }
+
+    /// A record header's fields, once found usual.
+    private struct RecordHeader {
+        let captured: Int
+        let wire: Int
+        let timestamp: Int64
+        var length: Int { PcapFormat.recordHeaderLength + captured }
+
+        /// The frame of the record at `record`.
+        func frame(at record: UnsafeMutableRawPointer) -> CapturedFrame {
+            CapturedFrame(bytes: UnsafeMutableRawBufferPointer(start: record + PcapFormat.recordHeaderLength,
+                                                               count: captured),
+                          wireLength: wire, timestamp: timestamp)
+        }
+    }
+
+    /// The header at `record` when libpcap would return its record as it is: nil for an unusual one.
+    private func usualHeader(at record: UnsafeRawPointer) -> RecordHeader? {
         let seconds = record.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
         let fraction = record.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         let captured = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         let wire = record.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
-        guard seconds < 1 << 31, fraction < fractionLimit, captured <= snapLength, captured <= wire else {
-            return .unusual(offset: offset)
-        }
-        let length = Self.recordHeaderLength + Int(captured)
-        if end - start < length {
-            refill()
-            guard end - start >= length else { return .unusual(offset: offset) }
-        }
-        let dataStart = start + Self.recordHeaderLength
-        start += length
-        return .frame(CapturedFrame(
-            bytes: UnsafeMutableRawBufferPointer(rebasing: buffer[dataStart..<start]), wireLength: Int(wire),
-            timestamp: Int64(seconds) * 1_000_000_000 + Int64(fraction) * fractionUnit))
+        guard seconds < 1 << 31, fraction < fractionLimit, captured <= snapLength, captured <= wire else { return nil }
+        return RecordHeader(captured: Int(captured), wire: Int(wire),
+                            timestamp: Int64(seconds) * 1_000_000_000 + Int64(fraction) * fractionUnit)
     }
 
     /// Continues after a record libpcap read: the next record starts at `offset`.

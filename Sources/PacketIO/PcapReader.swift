@@ -89,6 +89,24 @@ public final class PcapReader {
         }
     }
 
+    /// Reads whole records straight into `destination`, in the file's layout (each frame after its 16-byte
+    /// record header, timestamps in `filePrecision`), handing each to `take` (the frame's offset in
+    /// `destination`, and the frame) until `take` declines one; returns the bytes they fill. Returns 0 when the
+    /// next record is to be read with `next()`: always for pcapng and pipes, and for libpcap's records.
+    public func readRecords(into destination: UnsafeMutableRawBufferPointer,
+                            _ take: (Int, CapturedFrame) -> Bool) -> Int
+    {
+        guard blocks != nil else { return 0 }
+        var taken = 0
+        let used = blocks!.readRecords(into: destination) { offset, frame in
+            guard take(offset, frame) else { return false }
+            taken += 1
+            return true
+        }
+        packetsRead += taken
+        return used
+    }
+
     private func nextFromLibpcap() throws(CaptureError) -> CapturedFrame? {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?

@@ -14,12 +14,12 @@ public final class PcapWriter {
 
     private let deadHandle: OpaquePointer
     private let dumper: OpaquePointer
-    private let precision: TimestampPrecision
+    /// The precision of the timestamps in the file's record headers.
+    public let precision: TimestampPrecision
     private var closed = false
     private let buffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var buffered = 0
     static let bufferLength = 1 << 20
-    static let recordHeaderLength = 16
 
     public init(path: String, datalink: Int32, snapLength: Int32, precision: TimestampPrecision)
         throws(CaptureError)
@@ -57,7 +57,7 @@ public final class PcapWriter {
         let header = (UInt32(truncatingIfNeeded: seconds),
                       UInt32(truncatingIfNeeded: precision == .nanoseconds ? fraction : fraction / 1000),
                       UInt32(bytes.count), UInt32(max(wireLength, bytes.count)))
-        if buffered + Self.recordHeaderLength + bytes.count > buffer.count { writeBuffered() }
+        if buffered + PcapFormat.recordHeaderLength + bytes.count > buffer.count { writeBuffered() }
         withUnsafeBytes(of: header) { append($0) }
         if bytes.count > buffer.count - buffered {  // larger than the buffer: written as it is
             writeBuffered()
@@ -67,6 +67,21 @@ public final class PcapWriter {
         }
         packetsWritten += 1
     }
+
+    /// Appends `count` whole records, each a 16-byte header in `pcap_dump`'s layout (timestamps in `precision`)
+    /// and its frame, as a reader in blocks leaves them.
+    public func writeRecords(_ records: UnsafeRawBufferPointer, count: Int) {
+        if records.count > buffer.count - buffered || records.count >= Self.directWriteLength { writeBuffered() }
+        if records.count >= Self.directWriteLength {  // written from the caller's memory, not copied first
+            fwrite(records.baseAddress, 1, records.count, pcap_dump_file(dumper))
+        } else {
+            append(records)
+        }
+        packetsWritten += count
+    }
+
+    /// Runs of records this long are written as they are rather than gathered.
+    static let directWriteLength = 65536
 
     private func append(_ bytes: UnsafeRawBufferPointer) {
         UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<buffered + bytes.count]).copyMemory(from: bytes)

@@ -9,8 +9,9 @@ struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
     let overlapped: Bool
-    /// Called with the number of packets read every 65536 packets.
+    /// Called with the number of packets read each time it passes a multiple of `progressStep`.
     let progress: ((Int) -> Void)?
+    static let progressStep = 65536
 
     /// Runs the capture to its end, an interruption, or damage, which is returned after every frame before it
     /// went through both steps; with the number of packets read.
@@ -43,14 +44,21 @@ struct BatchPipeline {
     }
 
     /// Reads frames into `batch` until it is full, the capture ends, the run is interrupted, or the capture
-    /// is damaged (`damage`).
+    /// is damaged (`damage`): whole records into the batch's memory when the reader can, else frame by frame.
     private func fill(_ batch: FrameBatch, packetsRead: inout Int, damage: inout CaptureError?) {
         batch.removeAll()
         do {
-            while !batch.isFull, !Interruption.requested.load(ordering: .relaxed), let frame = try reader.next() {
-                batch.append(frame)
-                packetsRead += 1
-                if packetsRead & CaptureRewriter.progressInterval == 0 { progress?(packetsRead) }
+            while !batch.isFull, !Interruption.requested.load(ordering: .relaxed) {
+                var read = batch.readRecords(from: reader)
+                if read == 0 {
+                    guard let frame = try reader.next() else { break }
+                    batch.append(frame)
+                    read = 1
+                }
+                if (packetsRead + read) / Self.progressStep != packetsRead / Self.progressStep {
+                    progress?(packetsRead + read)
+                }
+                packetsRead += read
             }
         } catch {
             // A read cut short by the signal ends the run; anything else is damage.

@@ -66,9 +66,6 @@ public struct PartialRewrite: Error {
 /// fills a `FrameBatch`, the workers (one program per connection shard, in parallel when there are several)
 /// rewrite their frames in place, and the batch is written in input order.
 public enum CaptureRewriter {
-    /// `progress` is called every 65536 packets (a mask of the packet count).
-    static let progressInterval = 0xFFFF
-
     /// Processes `reader` to its end with one program per worker of `partition` (one without a partition; with
     /// several, they run in parallel, beside the reading and writing). Passed and rewritten frames go to
     /// `writer` (if any) in input order; a generated reply follows the frame that caused it; dropped frames are
@@ -88,6 +85,9 @@ public enum CaptureRewriter {
             workers.deinitialize().deallocate()
         }
         let linkType = programs[0].linkType
+        // Frames read in blocks keep their record headers, which a pcap writer of the same precision takes as
+        // they are.
+        let records = (writer as? PcapWriter).flatMap { $0.precision == reader.filePrecision ? $0 : nil }
         let threads = workers.count > 1 ? WorkerThreads(count: workers.count) : nil
         defer { threads?.stop() }
         var counts = RewriteCounts()
@@ -97,7 +97,7 @@ public enum CaptureRewriter {
             if let partition { classify(batch, by: partition, linkType: linkType, on: threads) }
             inParallel(on: threads) { index in workers[index].process(batch, as: index) }
         } finish: { batch in
-            write(batch, to: writer, counts: &counts)
+            write(batch, to: writer, records: records, counts: &counts)
         }
         counts.packetsRead = packetsRead
         counts.changes = mergedChanges(workers)
@@ -139,9 +139,18 @@ public enum CaptureRewriter {
         if let threads { threads.run(body) } else { body(0) }
     }
 
-    /// Writes the batch's frames in input order with the replies they caused, and counts them.
-    private static func write<Sink: FrameSink>(_ batch: FrameBatch, to writer: Sink?, counts: inout RewriteCounts) {
+    /// Writes the batch's frames in input order with the replies they caused, and counts them. Passed frames
+    /// that kept their record headers go out through `records` as runs of whole records.
+    private static func write<Sink: FrameSink>(_ batch: FrameBatch, to writer: Sink?, records: PcapWriter?,
+                                               counts: inout RewriteCounts)
+    {
         var replyCursors = [Int](repeating: 0, count: batch.lanes.count)
+        var run: (bytes: Range<Int>, count: Int)?
+        func writeRun() {
+            if let pending = run { records?.writeRecords(batch.records(pending.bytes), count: pending.count) }
+            run = nil
+        }
+        defer { writeRun() }
         for index in 0..<batch.count {
             let worker = batch.workers[index]
             guard worker != FrameBatch.otherShard else {
@@ -151,10 +160,22 @@ public enum CaptureRewriter {
             let frame = batch.frames[index]
             switch batch.lanes[worker].verdicts[index] {
             case .pass, .redirect:
-                writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
-                              timestamp: frame.timestamp)
                 counts.packetsWritten += 1
+                guard records != nil, frame.hasRecordHeader else {
+                    writeRun()
+                    writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
+                                  timestamp: frame.timestamp)
+                    continue
+                }
+                let record = frame.offset - PcapFormat.recordHeaderLength..<frame.offset + frame.length
+                if let pending = run, pending.bytes.upperBound == record.lowerBound {
+                    run = (pending.bytes.lowerBound..<record.upperBound, pending.count + 1)
+                } else {
+                    writeRun()
+                    run = (record, 1)
+                }
             case .tx:
+                writeRun()
                 writer?.write(UnsafeRawBufferPointer(batch.bytes(of: index)), wireLength: frame.wireLength,
                               timestamp: frame.timestamp)
                 let reply = batch.lanes[worker].replies[replyCursors[worker]]

@@ -10,6 +10,8 @@ final class FrameBatch {
         var length: Int
         var wireLength: Int
         var timestamp: Int64
+        /// The 16 bytes before the frame are its pcap record header as the file had it (read in blocks).
+        var hasRecordHeader: Bool
     }
 
     /// A batch ends once this many bytes or frames are in it.
@@ -76,9 +78,28 @@ final class FrameBatch {
         UnsafeMutableRawBufferPointer(rebasing: arena[used..<used + frame.bytes.count])
             .copyMemory(from: UnsafeRawBufferPointer(frame.bytes))
         frames[count] = Frame(offset: used, length: frame.bytes.count, wireLength: frame.wireLength,
-                              timestamp: frame.timestamp)
+                              timestamp: frame.timestamp, hasRecordHeader: false)
         used += frame.bytes.count
         count += 1
+    }
+
+    /// Reads whole records from `reader` straight into the arena (see `PcapReader.readRecords`); returns how
+    /// many, 0 when the next frame is to be read with `next()` and `append`ed.
+    func readRecords(from reader: PcapReader) -> Int {
+        let before = count
+        used += reader.readRecords(into: UnsafeMutableRawBufferPointer(rebasing: arena[used...])) { offset, frame in
+            guard count < Self.maximumFrames else { return false }
+            frames[count] = Frame(offset: used + offset, length: frame.bytes.count, wireLength: frame.wireLength,
+                                  timestamp: frame.timestamp, hasRecordHeader: true)
+            count += 1
+            return true
+        }
+        return count - before
+    }
+
+    /// The arena's bytes in `range` (whole records, to write as they are).
+    func records(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: arena[range])
     }
 
     /// The bytes of frame `index`, to rewrite in place.
