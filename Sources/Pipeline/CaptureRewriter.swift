@@ -71,7 +71,7 @@ public enum CaptureRewriter {
     /// `writer` (if any) in input order; a generated reply follows the frame that caused it; dropped frames are
     /// counted, not written. Frames of other shards only move the programs' clocks, as they would in a single
     /// run. On a damaged capture, frames before the damage are written and flushed, then `PartialRewrite` is
-    /// thrown. `progress` is called with the number of packets read every 65536 packets.
+    /// thrown. `progress` is called with the number of packets read each time it passes a multiple of 65536.
     public static func run<Sink: FrameSink>(reader: PcapReader, writer: Sink?, programs: inout [ServiceLoadBalancer],
                                             changes: [ScheduledChange] = [], partition: ConnectionPartition? = nil,
                                             progress: ((Int) -> Void)? = nil) throws -> RewriteCounts
