@@ -100,4 +100,29 @@ struct BlockReadingRewriteTests {
             #expect(blocks.count > 24, "\(capture)")
         }
     }
+
+    @Test("frames of up to 256 KiB, beside service traffic, rewrite the same read in blocks or by libpcap")
+    func largeFrames() throws {
+        let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let capture = directory + "/large.pcap"
+        let writer = try PcapWriter(path: capture, datalink: 1, snapLength: 262_144, precision: .microseconds)
+        for n in 0..<120 {
+            let size = [262_144, 60, 65535, 1514, 131_073][n % 5]
+            var frame = n % 3 == 0
+                ? PacketBuilder(source: "10.0.1.2", destination: "10.96.148.206", sourcePort: UInt16(40000 + n),
+                                destinationPort: 80).ethernetFrame()
+                : [UInt8](repeating: UInt8(truncatingIfNeeded: n), count: size)
+            if n % 3 != 0 { frame[12] = 0x88; frame[13] = 0xB5 }  // a local EtherType: passed as it is
+            frame.withUnsafeBytes {
+                writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
+            }
+        }
+        try writer.close()
+        let manifest = "\(pcaps)/service-demo.yaml"
+        let blocks = try rewrite(capture, manifest: manifest, readsBlocks: true)
+        #expect(blocks == (try rewrite(capture, manifest: manifest, readsBlocks: false)))
+        #expect(blocks.count > 120 * 16 + 80 * 60_000)
+    }
 }
