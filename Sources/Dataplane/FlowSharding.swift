@@ -17,14 +17,6 @@ public struct FlowSharding: Sendable {
     /// Shards are chosen from the key's low byte: at most 256 of them.
     public static let maximumShards = 256
 
-    private struct Endpoint: Hashable {
-        let address: IPv4Address
-        let port: UInt16
-        let protocolNumber: UInt8
-
-        /// Address, port and protocol in one word, the key of `roles` (a word hashes in one step).
-        var key: UInt64 { UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber) }
-    }
 
     /// What an address, port and protocol is to the run's Service ports: a frontend, an endpoint (either with
     /// whether a Service port it belongs to has ClientIP affinity).
@@ -36,7 +28,7 @@ public struct FlowSharding: Sendable {
         static let stickyBackend = Role(rawValue: 8)
     }
 
-    /// The roles of every frontend and endpoint, by `Endpoint.key`: one lookup per side of a packet whose port
+    /// The roles of every frontend and endpoint, by `TransportEndpoint.key`: one lookup per side of a packet whose port
     /// is in `rolePorts`.
     private let roles: [UInt64: Role]
     private let rolePorts: PortSet
@@ -49,10 +41,10 @@ public struct FlowSharding: Sendable {
     /// when one has ClientIP affinity, clients of all of them are keyed by address alone, so that the reply of
     /// any of their endpoints finds the shard the request went to.
     public init(tables: [ServiceTable], nodeAddresses: [IPv4Address]) {
-        var ids: [Endpoint: Int] = [:]
+        var ids: [TransportEndpoint: Int] = [:]
         var parent: [Int] = []
         var sticky: [Bool] = []
-        func id(_ endpoint: Endpoint) -> Int {
+        func id(_ endpoint: TransportEndpoint) -> Int {
             if let known = ids[endpoint] { return known }
             ids[endpoint] = parent.count
             parent.append(parent.count)
@@ -67,15 +59,17 @@ public struct FlowSharding: Sendable {
             }
             return node
         }
-        var frontendIDs: [Endpoint: Int] = [:]
-        var backendIDs: [Endpoint: Int] = [:]
+        var frontendIDs: [TransportEndpoint: Int] = [:]
+        var backendIDs: [TransportEndpoint: Int] = [:]
         for entry in tables.flatMap(\.entries) {
             let protocolNumber = entry.frontend.serviceProtocol.number
             var addresses = ([entry.frontend] + entry.externalFrontends).map { ($0.address, $0.port) }
             if let nodePort = entry.nodePort { addresses += nodeAddresses.map { ($0, nodePort) } }
-            let frontends = addresses.map { Endpoint(address: $0.0, port: $0.1, protocolNumber: protocolNumber) }
+            let frontends = addresses.map {
+                TransportEndpoint(address: $0.0, port: $0.1, protocolNumber: protocolNumber)
+            }
             let backends = entry.backends.map {
-                Endpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
+                TransportEndpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
             }
             let component = root(id(frontends[0]))
             for endpoint in frontends + backends {
@@ -113,7 +107,7 @@ public struct FlowSharding: Sendable {
     /// The low byte of the key of a client of `frontend`: masquerading picks a port with this low byte, so that
     /// the replies to the node's address, keyed by that port, land in the client's shard.
     public func residue(ofClient address: IPv4Address, port: UInt16, toward frontend: Frontend) -> UInt8 {
-        let endpoint = Endpoint(address: frontend.address, port: frontend.port,
+        let endpoint = TransportEndpoint(address: frontend.address, port: frontend.port,
                                 protocolNumber: frontend.serviceProtocol.number)
         let sticky = roles[endpoint.key]?.contains(.stickyFrontend) ?? false
         let key = Self.clientKey(address, port, sticky: sticky, nodeAddresses: nodeAddresses)
@@ -144,14 +138,13 @@ public struct FlowSharding: Sendable {
 
     /// The key of a packet with ports: its client side, found from the endpoints, then the frontends.
     private func key(of flow: FlowKey) -> UInt64 {
-        let source = Endpoint(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
-        let destination = Endpoint(address: flow.destination, port: flow.destinationPort,
-                                   protocolNumber: flow.protocolNumber)
+        let source = flow.sourceEndpoint
+        let destination = flow.destinationEndpoint
         // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
         // Service's node port.
         let sourceRole = rolePorts.contains(source.port) ? roles[source.key] ?? [] : []
         let destinationRole = rolePorts.contains(destination.port) ? roles[destination.key] ?? [] : []
-        let client: (endpoint: Endpoint, sticky: Bool)?
+        let client: (endpoint: TransportEndpoint, sticky: Bool)?
         switch (sourceRole.contains(.backend), destinationRole.contains(.backend)) {
         case (false, true): client = (source, destinationRole.contains(.stickyBackend))
         case (true, false): client = (destination, sourceRole.contains(.stickyBackend))

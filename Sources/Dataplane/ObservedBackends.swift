@@ -14,27 +14,14 @@ public struct ObservedBackends: Sendable {
     struct Observation: Sendable {
         var time: Int64
         var lastSeen: Int64
-        var backend: Endpoint
+        var backend: TransportEndpoint
     }
 
-    /// A backend address and port with the protocol.
-    struct Endpoint: Equatable, Sendable {
-        var address: IPv4Address
-        var port: UInt16
-        var protocolNumber: UInt8
-
-        /// Address, port and protocol in one word: the maps' key (a word hashes in one step).
-        var key: UInt64 { Self.key(address: address, port: port, protocolNumber: protocolNumber) }
-
-        static func key(address: IPv4Address, port: UInt16, protocolNumber: UInt8) -> UInt64 {
-            UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber)
-        }
-    }
 
     /// Keys of the backends, and their ports (to skip the lookup for other ports).
     private let backends: Set<UInt64>
     private let backendPorts: PortSet
-    /// Client address, port and protocol (an `Endpoint.key`) to observations in time order.
+    /// Client address, port and protocol (a `TransportEndpoint.key`) to observations in time order.
     private var observations: [UInt64: [Observation]] = [:]
     private let udpTimeout: Int64
 
@@ -43,8 +30,8 @@ public struct ObservedBackends: Sendable {
         var endpoints = Set<UInt64>()
         for entry in tables.flatMap(\.entries) {
             for backend in entry.backends {
-                endpoints.insert(Endpoint.key(address: backend.address, port: backend.port,
-                                              protocolNumber: entry.frontend.serviceProtocol.number))
+                endpoints.insert(TransportEndpoint(address: backend.address, port: backend.port,
+                                          protocolNumber: entry.frontend.serviceProtocol.number).key)
             }
         }
         backends = endpoints
@@ -57,7 +44,7 @@ public struct ObservedBackends: Sendable {
 
     /// A reply seen from a backend to a client port.
     public struct Sighting: Sendable {
-        let backend: Endpoint
+        let backend: TransportEndpoint
         let client: UInt64
         let startsConnection: Bool
         let time: Int64
@@ -73,12 +60,12 @@ public struct ObservedBackends: Sendable {
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
         else { return nil }
-        let backend = Endpoint(address: ip.source, port: transport.sourcePort, protocolNumber: ip.protocolNumber)
+        let flow = FlowKey(ip: ip, transport: transport)
+        let backend = flow.sourceEndpoint
         guard backendPorts.contains(backend.port), backends.contains(backend.key) else { return nil }
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        return Sighting(backend: backend, client: Endpoint.key(address: ip.destination, port: transport.destinationPort,
-                                                               protocolNumber: ip.protocolNumber),
+        return Sighting(backend: backend, client: flow.destinationEndpoint.key,
                         startsConnection: isSynAck, time: timestamp)
     }
 
@@ -91,7 +78,7 @@ public struct ObservedBackends: Sendable {
 
     /// Extends the pair's latest observation, or starts a new one for a new connection.
     /// (Static, so that updating one list in place never copies the whole map.)
-    private static func record(_ list: inout [Observation], backend: Endpoint, startsConnection: Bool,
+    private static func record(_ list: inout [Observation], backend: TransportEndpoint, startsConnection: Bool,
                                at timestamp: Int64, udpTimeout: Int64)
     {
         if let last = list.lastIndex(where: { $0.backend == backend }), !startsConnection,
@@ -106,7 +93,7 @@ public struct ObservedBackends: Sendable {
     /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next after
     /// `time`, among the sightings recorded so far.
     func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
-        let client = Endpoint.key(address: flow.source, port: flow.sourcePort, protocolNumber: flow.protocolNumber)
+        let client = flow.sourceEndpoint.key
         guard let list = observations[client] else { return nil }
         for observation in list where observation.time >= time {
             if let position = candidates.first(where: {

@@ -5,8 +5,8 @@ import Glibc
 import Darwin
 #endif
 
-/// One captured frame as the reader hands it out. `bytes` is the reader's own memory: the caller may rewrite it
-/// in place, and it is valid until the next `next()` call.
+/// One captured frame as the reader hands it out. `bytes` is the reader's own memory (the caller's, from
+/// `readRecords`): the caller may rewrite it in place, and it is valid until the reader's next read.
 public struct CapturedFrame {
     /// Captured bytes (possibly fewer than `wireLength` when cut at the snap length).
     public let bytes: UnsafeMutableRawBufferPointer
@@ -59,7 +59,7 @@ public final class PcapReader {
         blocks?.release()
     }
 
-    /// Whether records are read in blocks (until the end, or for the records libpcap does not take).
+    /// Whether the file is read in blocks (libpcap still reads the records it treats specially).
     var readsBlocks: Bool { blocks != nil }
 
     /// How far into the file libpcap has read, in bytes; nil for a pipe.

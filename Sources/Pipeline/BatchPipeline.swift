@@ -3,8 +3,8 @@ import PacketIO
 
 /// Reads a capture into `FrameBatch`es and passes each through two steps: `work` (the programs), then `finish`
 /// (writing), in input order. With `overlapped`, `work` runs on another thread while this one writes the
-/// batch before it and reads the batch after it, so reading and writing cost no time beside the workers; two
-/// batches take turns. Without, the steps follow one another on this thread.
+/// batch before it and reads the batch after it, so that reading and writing overlap the workers; two batches
+/// take turns. Without, the steps follow one another on this thread.
 struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
