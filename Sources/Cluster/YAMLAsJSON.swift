@@ -54,6 +54,8 @@ enum YAMLAsJSON {
             && (digits.count == 1 || digits.first != UInt8(ascii: "0"))
     }
 
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     private static func appendString(_ value: String, to text: inout [UInt8]) {
         text.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
@@ -62,10 +64,9 @@ enum YAMLAsJSON {
                 text.append(UInt8(ascii: "\\"))
                 text.append(byte)
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
                 text.append(contentsOf: "\\u00".utf8)
-                text.append(hex[Int(byte >> 4)])
-                text.append(hex[Int(byte & 0xF)])
+                text.append(hexDigits[Int(byte >> 4)])
+                text.append(hexDigits[Int(byte & 0xF)])
             default:
                 text.append(byte)
             }

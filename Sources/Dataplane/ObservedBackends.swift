@@ -27,15 +27,14 @@ public struct ObservedBackends: Sendable {
 
     /// Observes replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
     public init(tables: [ServiceTable], udpTimeoutSeconds: Int64) {
-        var endpoints = Set<UInt64>()
-        for entry in tables.flatMap(\.entries) {
-            for backend in entry.backends {
-                endpoints.insert(TransportEndpoint(address: backend.address, port: backend.port,
-                                          protocolNumber: entry.frontend.serviceProtocol.number).key)
+        let endpoints = tables.flatMap(\.entries).flatMap { entry in
+            let protocolNumber = entry.frontend.serviceProtocol.number
+            return entry.backends.map {
+                TransportEndpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
             }
         }
-        backends = endpoints
-        backendPorts = PortSet(tables.flatMap(\.entries).flatMap(\.backends).map(\.port))
+        backends = Set(endpoints.map(\.key))
+        backendPorts = PortSet(endpoints.map(\.port))
         udpTimeout = udpTimeoutSeconds * 1_000_000_000
     }
 

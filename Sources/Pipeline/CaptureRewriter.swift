@@ -180,7 +180,7 @@ public enum CaptureRewriter {
                               timestamp: frame.timestamp)
                 let reply = batch.lanes[worker].replies[replyCursors[worker]]
                 replyCursors[worker] += 1
-                batch.lanes[worker].replyBytes[reply.range].withUnsafeBytes {
+                batch.lanes[worker].replyBytes[reply].withUnsafeBytes {
                     writer?.write($0, wireLength: $0.count, timestamp: frame.timestamp)
                 }
                 counts.packetsWritten += 2

@@ -32,8 +32,8 @@ final class FrameBatch {
     struct Lane {
         /// The verdict on each of the batch's frames that are the worker's.
         let verdicts: UnsafeMutableBufferPointer<XDPAction>
-        /// Replies generated, in frame order: the frame each follows and its bytes in `replyBytes`.
-        var replies: [(frame: Int, range: Range<Int>)] = []
+        /// Replies generated, in the order of the frames they follow: their bytes in `replyBytes`.
+        var replies: [Range<Int>] = []
         var replyBytes: [UInt8] = []
     }
 

@@ -40,7 +40,7 @@ struct ShardWorker {
                 let start = lane.pointee.replyBytes.count
                 lane.pointee.replyBytes.append(
                     contentsOf: UnsafeRawBufferPointer(rebasing: generated[0..<context.generatedLength]))
-                lane.pointee.replies.append((frameIndex, start..<lane.pointee.replyBytes.count))
+                lane.pointee.replies.append(start..<lane.pointee.replyBytes.count)
             }
         }
     }

@@ -36,8 +36,8 @@ struct Rewrite: ParsableCommand {
     var quiet = false
 
     @Flag(help: ArgumentHelp(
-        "Print on stderr how long the run took: setting up (manifests, and the first pass over the capture when "
-            + "it is followed) and the packets, with nanoseconds per packet (wall clock, for measuring only)."))
+        "Print on stderr how long the run took: setting up (reading the manifests) and the packets, with "
+            + "nanoseconds per packet (wall clock, for measuring only)."))
     var timing = false
 
     func validate() throws {
@@ -132,16 +132,16 @@ final class CaptureRun {
         self.changes = changes
         var configuration = program.configuration
         let selection = capture.shard.flatMap(CaptureOptions.parseShard)
+        let divided = selection != nil || capture.workers > 1
         // Needed to shard, to share the work and to masquerade (its ports follow the shards); the same whatever
         // the shards and workers, so that masquerade ports do not depend on them.
-        let sharding = selection == nil && capture.workers == 1 && configuration.clusterCIDR == nil ? nil
-            : FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses)
+        let sharding = divided || configuration.clusterCIDR != nil
+            ? FlowSharding(tables: [table] + changes.map(\.table), nodeAddresses: configuration.nodeAddresses) : nil
         configuration.sharding = sharding
-        partition = sharding.flatMap { sharding in
-            selection == nil && capture.workers == 1 ? nil
-                : ConnectionPartition(sharding: sharding, shardIndex: selection?.index ?? 0,
-                                      shardCount: selection?.count ?? 1, workers: capture.workers)
-        }
+        partition = divided ? sharding.map {
+            ConnectionPartition(sharding: $0, shardIndex: selection?.index ?? 0, shardCount: selection?.count ?? 1,
+                                workers: capture.workers)
+        } : nil
         do {
             reader = try PcapReader(path: input)
             let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
