@@ -83,11 +83,8 @@ struct CaptureOptions: ParsableArguments {
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
         let timeText = text[..<equals]
         let path = String(text[text.index(after: equals)...])
-        let relative = timeText.hasPrefix("+")
-        guard !path.isEmpty, let seconds = Double(relative ? timeText.dropFirst() : timeText), seconds >= 0,
-              seconds < Double(1 << 32) else { return nil }
-        let nanoseconds = Int64((seconds * 1e9).rounded())
-        return (relative ? .afterFirstPacket(nanoseconds) : .absolute(nanoseconds), path)
+        guard !path.isEmpty, let time = CaptureTimeText.parse(timeText) else { return nil }
+        return (time.relative ? .afterFirstPacket(time.nanoseconds) : .absolute(time.nanoseconds), path)
     }
 
     /// The `--apply` changes, each state loaded and compiled now, so that a bad file fails before any packet.
@@ -238,5 +235,43 @@ struct GoDuration: ExpressibleByArgument {
         }
         guard number.isEmpty, total <= Double(Self.maximumSeconds) else { return nil }
         seconds = Int64(total)
+    }
+}
+
+/// When the conntrack table is listed: after the last packet, or later on the capture's clock.
+struct ListingTimeOption: ParsableArguments {
+    @Option(name: .customLong("conntrack-at"), help: ArgumentHelp(
+        "List the conntrack table as it stands at capture time TIME (seconds since the Unix epoch, say when the "
+            + "conntrack -L to compare with was taken, or +SECONDS after the last packet), not at the last packet: "
+            + "timeouts count down to TIME and entries expired by then are left out. A time before the last packet "
+            + "is the last packet's.", valueName: "TIME"))
+    var time: String?
+
+    func validate() throws {
+        if let time, CaptureTimeText.parse(time[...]) == nil {
+            throw ValidationError("--conntrack-at \(time): expected seconds since the epoch, or +SECONDS.")
+        }
+    }
+
+    /// The listing time in nanoseconds on the capture's clock, given the last packet's time.
+    func nanoseconds(lastPacket: Int64) -> Int64 {
+        guard let time = time.flatMap({ CaptureTimeText.parse($0[...]) }) else { return lastPacket }
+        return time.relative ? lastPacket + time.nanoseconds : time.nanoseconds
+    }
+}
+
+/// A time on a capture's clock as options give it: `SECONDS` since the epoch or `+SECONDS` from a packet, in
+/// decimal with up to nine digits of fraction, read exactly (a pcap timestamp has nanoseconds).
+enum CaptureTimeText {
+    static func parse(_ text: Substring) -> (relative: Bool, nanoseconds: Int64)? {
+        let relative = text.hasPrefix("+")
+        let parts = (relative ? text.dropFirst() : text).split(separator: ".", maxSplits: 1,
+                                                               omittingEmptySubsequences: false)
+        let fraction = parts.count == 2 ? parts[1] : ""
+        guard let whole = parts.first, (1...10).contains(whole.count), fraction.count <= 9,
+              (whole + fraction).allSatisfy({ $0.isASCII && $0.isNumber }), let seconds = Int64(whole),
+              seconds < 1 << 32 else { return nil }
+        let fractionNanoseconds = Int64(fraction + String(repeating: "0", count: 9 - fraction.count)) ?? 0
+        return (relative, seconds * 1_000_000_000 + fractionNanoseconds)
     }
 }

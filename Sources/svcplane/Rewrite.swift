@@ -23,8 +23,11 @@ struct Rewrite: ParsableCommand {
     @OptionGroup var capture: CaptureOptions
 
     @Option(name: .customLong("conntrack-dump"), help: ArgumentHelp(
-        "Write the conntrack table after the last packet to a file, or - for stdout.", valueName: "file|-"))
+        "Write the conntrack table after the last packet (or at --conntrack-at) to a file, or - for stdout.",
+        valueName: "file|-"))
     var conntrackDump: String?
+
+    @OptionGroup var listingTime: ListingTimeOption
 
     @Option(name: .customShort("o"), help: "Format of the conntrack dump and the statistics: text or json.")
     var format: OutputFormat = .text
@@ -76,7 +79,7 @@ struct Rewrite: ParsableCommand {
         if let stats {
             try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats)
         }
-        if let conntrackDump { try runner.dumpConntrack(to: conntrackDump, format: format) }
+        if let conntrackDump { try runner.dumpConntrack(to: conntrackDump, format: format, at: listingTime) }
         if counts.interrupted {
             Output.standardError("svcplane: interrupted after \(counts.packetsRead) packets; "
                 + "\(counts.packetsWritten) written to \(output)\n")
@@ -110,12 +113,14 @@ struct ConntrackCommand: ParsableCommand {
     @Option(name: .customShort("o"), help: "Output format: text (conntrack -L) or json.")
     var format: OutputFormat = .text
 
+    @OptionGroup var listingTime: ListingTimeOption
+
     func validate() throws { try program.validateMasqueradeSource() }
 
     func run() throws {
         let runner = try CaptureRun(input: input, cluster: cluster, program: program, capture: capture)
         _ = try runner.run(writer: nil as PcapWriter?)
-        try runner.dumpConntrack(to: "-", format: format)
+        try runner.dumpConntrack(to: "-", format: format, at: listingTime)
     }
 }
 
@@ -171,8 +176,10 @@ final class CaptureRun {
         }
     }
 
-    func dumpConntrack(to destination: String, format: OutputFormat) throws {
-        let records = ConntrackDump.records(of: programs)
+    /// Writes the conntrack table as it stands after the last packet, or at the time `listing` names.
+    func dumpConntrack(to destination: String, format: OutputFormat, at listing: ListingTimeOption) throws {
+        let lastPacket = programs.map(\.clock).max() ?? 0
+        let records = ConntrackDump.records(of: programs, at: listing.nanoseconds(lastPacket: lastPacket))
         try Output.write(ConntrackDump.render(records, format: format), to: destination)
         if format == .text && destination == "-" {
             Output.standardError(ConntrackRecord.summaryLine(count: records.count) + "\n")

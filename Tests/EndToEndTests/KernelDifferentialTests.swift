@@ -21,8 +21,13 @@ struct KernelComparison {
         let output = temporary.file("out.pcap")
         let input = FileManager.default.fileExists(atPath: "\(directory)/\(name).pcapng")
             ? "\(directory)/\(name).pcapng" : "\(directory)/\(name).pcap"
-        let result = try svcplane("rewrite", "-r", input, "-w", output, "-f", "\(directory)/\(name).yaml",
-                                  "--node-ip", "10.0.1.1", "--conntrack-dump", "-", "--quiet")
+        // The kernel's listing time, where make-pcaps noted it (after the captures stopped): svcplane lists its
+        // table as at that time, so entries that expired between the last packet and the listing agree too.
+        let listedAt = (try? String(contentsOfFile: "\(directory)/\(name).kernel-conntrack-at.txt", encoding: .utf8))
+            .map { ["--conntrack-at", $0.trimmingCharacters(in: .whitespacesAndNewlines)] } ?? []
+        let arguments = ["rewrite", "-r", input, "-w", output, "-f", "\(directory)/\(name).yaml",
+                         "--node-ip", "10.0.1.1", "--conntrack-dump", "-", "--quiet"] + listedAt
+        let result = try runProcess(Repository.binary, arguments)
         try #require(result.status == 0, "\(result.standardError)")
 
         // Conntrack: the same entries (tuples, state, flags), timeouts within 3 s.

@@ -190,6 +190,38 @@ struct CommandLineTests {
         #expect(entries?.first?["state"] as? String == "TIME_WAIT")
     }
 
+    @Test("--conntrack-at lists the table later on the capture's clock: timeouts count down, expired entries go")
+    func conntrackAt() throws {
+        let capture = Repository.capture("single-pod")
+        func table(_ extra: String...) throws -> [ListingLine] {
+            let result = try runProcess(Repository.binary, ["conntrack", "-r", capture, "-f",
+                                                            "\(Repository.pcaps)/single-pod.yaml"] + extra)
+            try #require(result.status == 0, "\(result.standardError)")
+            return listing(result.standardOutput)
+        }
+        let reader = try PcapReader(path: capture)
+        var lastPacket: Int64 = 0
+        while let frame = try reader.next() { lastPacket = frame.timestamp }
+
+        let atLastPacket = try table()
+        #expect(atLastPacket.map(\.timeout).sorted() == [29, 30, 119, 119, 119])
+        let tenLater = try table("--conntrack-at", "+10")
+        #expect(tenLater.map(\.rest) == atLastPacket.map(\.rest))
+        #expect(tenLater.map(\.timeout) == atLastPacket.map { $0.timeout - 10 })
+        let tenLaterTime = lastPacket + 10_000_000_000
+        let absolute = "\(tenLaterTime / 1_000_000_000)." + String(format: "%09lld", tenLaterTime % 1_000_000_000)
+        #expect(try table("--conntrack-at", absolute) == tenLater)
+        #expect(try table("--conntrack-at", "1") == atLastPacket, "a time before the last packet is the last packet's")
+        // UDP entries (30 s) are gone 40 s later; TIME_WAIT (120 s) is not.
+        let fortyLater = try table("--conntrack-at", "+40")
+        #expect(fortyLater.map(\.rest) == atLastPacket.filter { $0.rest.hasPrefix("tcp") }.map(\.rest))
+        #expect(fortyLater.map(\.timeout) == [79, 79, 79])
+        let bad = try svcplane("conntrack", "-r", capture, "-f", "\(Repository.pcaps)/single-pod.yaml",
+                               "--conntrack-at", "soon")
+        #expect(bad.status == 2)
+        #expect(bad.standardError.contains("--conntrack-at soon: expected seconds since the epoch, or +SECONDS."))
+    }
+
     @Test("--timing prints one line of wall-clock times on stderr, --quiet or not, and changes no output")
     func timing() throws {
         let directory = try TemporaryDirectory()
