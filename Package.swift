@@ -20,6 +20,7 @@ let package = Package(
         ),
         .target(name: "PacketWire"),
         .target(name: "PacketIO", dependencies: ["CPcap"]),
+        // Cluster reads YAML with the event parser of libyaml, the C library inside Yams (its CYaml module).
         .target(name: "Cluster", dependencies: ["PacketWire", "Yams"]),
         .target(name: "Conntrack", dependencies: ["PacketWire"]),
         .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),

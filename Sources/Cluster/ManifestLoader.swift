@@ -42,32 +42,45 @@ public enum ManifestLoader {
                 if !isSyntaxError(error) { throw describe(error, file: name, documentsIndexed: false) }
             } catch {}
         }
-        var documents: [Node] = []
-        do {
-            // Parse every document eagerly: Yams' lazy compose_all sequence swallows parse errors.
-            // The basic resolver tags no scalar by regular expressions: `YAMLAsJSON` types the scalars it needs.
-            let parser = try Parser(yaml: yaml, resolver: .basic, encoding: .utf8)
-            while let document = try parser.nextRoot() { documents.append(document) }
-        } catch {
-            throw ManifestError(origin: name, message: "not valid YAML: \(yamlMessage(error))")
-        }
-        var json: [UInt8] = [UInt8(ascii: "[")]
+        // Runs of documents decode in parallel; if one fails, the whole text is decoded again, alone, so that
+        // the error names its document and line as in the whole file.
+        let runs = YAMLStreamRuns.runs(of: yaml, count: ProcessInfo.processInfo.activeProcessorCount)
+        let decodedRuns = runs.count > 1 ? runs.concurrentMap { try? decode(yaml: String($0), name: name) } : []
+        let documents = decodedRuns.isEmpty || decodedRuns.contains { $0 == nil }
+            ? try decode(yaml: yaml, name: name) : decodedRuns.flatMap { $0! }
         for (index, document) in documents.enumerated() {
-            if index > 0 { json.append(UInt8(ascii: ",")) }
-            YAMLAsJSON.append(document, to: &json)
+            document.add(to: &manifests, origin: "\(name): document \(index + 1)")
         }
-        json.append(UInt8(ascii: "]"))
-        let decoded: [ManifestDocument]
+    }
+
+    /// The documents of a YAML text, parsed by libyaml and decoded as the JSON they stand for.
+    private static func decode(yaml: String, name: String) throws(ManifestError) -> [ManifestDocument] {
+        let json: [UInt8]
         do {
-            decoded = try JSONDecoder().decode([ManifestDocument].self, from: Data(json))
+            json = try YAMLAsJSON.documents(of: yaml)
+        } catch {
+            throw ManifestError(origin: name, message: "not valid YAML: \(yamlProblem(yaml, failure: error))")
+        }
+        do {
+            return try JSONDecoder().decode([ManifestDocument].self, from: Data(json))
         } catch let error as DecodingError {
             throw describe(error, file: name, documentsIndexed: true)
         } catch {
             throw ManifestError(origin: name, message: "\(error)")
         }
-        for (index, document) in decoded.enumerated() {
-            document.add(to: &manifests, origin: "\(name): document \(index + 1)")
+    }
+
+    /// What is wrong with a YAML text: as Yams words libyaml's error (with the line and the text around it),
+    /// or what JSON cannot hold.
+    private static func yamlProblem(_ yaml: String, failure: YAMLAsJSON.Failure) -> String {
+        do {
+            let parser = try Parser(yaml: yaml, resolver: .basic, encoding: .utf8)
+            while try parser.nextRoot() != nil {}
+        } catch {
+            return "\(error)".split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: " ")
         }
+        return failure.description
     }
 
     private static func load(file: String, into manifests: inout ClusterManifests) throws(ManifestError) {
@@ -148,10 +161,5 @@ public enum ManifestLoader {
         case is Bool.Type: "true or false"
         default: "\(type)".hasPrefix("Array") ? "a list" : "a mapping"
         }
-    }
-
-    private static func yamlMessage(_ error: any Error) -> String {
-        "\(error)".split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }.joined(separator: " ")
     }
 }

@@ -309,7 +309,8 @@ struct EndpointFinder {
         }
         var seen = Set<Backend.Key>()
         // kube-proxy orders a service port's endpoints by their "ip:port" text, byte by byte.
-        return found.filter { seen.insert($0.key).inserted }.sorted { $0.description < $1.description }
+        return found.filter { seen.insert($0.key).inserted }.map { (text: $0.description, backend: $0) }
+            .sorted { $0.text < $1.text }.map(\.backend)
     }
 
     private func fromSlices(_ port: ServiceObject.Port, _ serviceProtocol: ServiceProtocol) -> [Backend] {

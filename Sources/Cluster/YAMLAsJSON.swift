@@ -1,64 +1,190 @@
-import Yams
+import CYaml
 
-/// Writes parsed YAML as JSON text, reading scalars as Kubernetes reads YAML (through JSON): plain integers,
-/// booleans and nulls are typed, every other scalar is a string. Decoding JSON with Foundation is many times
-/// faster than decoding the YAML node tree, which matters for clusters of thousands of Services.
-enum YAMLAsJSON {
-    /// Appends `node` as JSON to `text`.
-    static func append(_ node: Node, to text: inout [UInt8]) {
-        switch node {
-        case .scalar(let scalar):
-            appendScalar(scalar, to: &text)
-        case .mapping(let mapping):
-            text.append(UInt8(ascii: "{"))
-            for (index, pair) in mapping.enumerated() {
-                if index > 0 { text.append(UInt8(ascii: ",")) }
-                appendString(pair.key.string ?? "", to: &text)
-                text.append(UInt8(ascii: ":"))
-                append(pair.value, to: &text)
+/// Writes a YAML stream as the JSON array of its documents, straight from libyaml's events (the parser inside
+/// Yams), reading scalars as Kubernetes reads YAML (through JSON): plain integers, booleans and nulls are typed,
+/// every other scalar is a string, and a mapping key is always a string. Decoding that JSON with Foundation is
+/// many times faster than building and decoding a YAML node tree, which matters for clusters of thousands of
+/// Services. Anchors and aliases are resolved; of the tags, `!!str` is read.
+struct YAMLAsJSON {
+    /// Why a stream has no JSON: libyaml's syntax error (Yams words it better), or what JSON cannot hold.
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case syntax
+        case duplicateKey(String)
+        case keyNotScalar
+
+        var description: String {
+            switch self {
+            case .syntax: "libyaml could not parse it"
+            case .duplicateKey(let key): "mapping key \"\(key)\" is already defined"
+            case .keyNotScalar: "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)"
             }
-            text.append(UInt8(ascii: "}"))
-        case .sequence(let sequence):
-            text.append(UInt8(ascii: "["))
-            for (index, item) in sequence.enumerated() {
-                if index > 0 { text.append(UInt8(ascii: ",")) }
-                append(item, to: &text)
-            }
-            text.append(UInt8(ascii: "]"))
-        case .alias:
-            text.append(contentsOf: "null".utf8)  // the parser resolves aliases; none is left in its nodes
         }
     }
 
-    private static func appendScalar(_ scalar: Node.Scalar, to text: inout [UInt8]) {
-        let value = scalar.string
-        guard scalar.style == .plain || scalar.style == .any else { return appendString(value, to: &text) }
-        switch value {
-        case "", "~", "null", "Null", "NULL":
-            text.append(contentsOf: "null".utf8)
-        case "true", "True", "TRUE":
-            text.append(contentsOf: "true".utf8)
-        case "false", "False", "FALSE":
-            text.append(contentsOf: "false".utf8)
-        case _ where isInteger(value):
-            text.append(contentsOf: value.utf8)
+    /// The stream's documents as one JSON array.
+    static func documents(of yaml: String) throws(Failure) -> [UInt8] {
+        var text = yaml
+        return try text.withUTF8 { bytes in Result { () throws(Failure) in try convert(bytes) } }.get()
+    }
+
+    private static func convert(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> [UInt8] {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else { throw Failure.syntax }
+        defer { yaml_parser_delete(&parser) }
+        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+        yaml_parser_set_input_string(&parser, bytes.baseAddress, bytes.count)
+        var writer = YAMLAsJSON(capacity: bytes.count + bytes.count / 2)
+        var event = yaml_event_t()
+        while yaml_parser_parse(&parser, &event) == 1 {
+            defer { yaml_event_delete(&event) }
+            if event.type == YAML_STREAM_END_EVENT { return writer.finish() }
+            try writer.take(event)
+        }
+        throw Failure.syntax
+    }
+
+    /// A mapping or sequence being written.
+    private struct Level {
+        let isMapping: Bool
+        /// Keys and values written so far (a mapping's even entries are keys).
+        var entries = 0
+        /// Where this mapping's keys start in `keys`.
+        let firstKey: Int
+        let anchor: [UInt8]?
+        let start: Int
+    }
+
+    private var json: [UInt8] = [UInt8(ascii: "[")]
+    private var levels: [Level] = []
+    /// The written keys of the open mappings, as ranges of `json`: a key may not repeat in its mapping.
+    private var keys: [Range<Int>] = []
+    private var anchors: [[UInt8]: Range<Int>] = [:]
+    private var documentCount = 0
+
+    private init(capacity: Int) { json.reserveCapacity(capacity) }
+
+    private mutating func finish() -> [UInt8] {
+        json.append(UInt8(ascii: "]"))
+        return json
+    }
+
+    private mutating func take(_ event: yaml_event_t) throws(Failure) {
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            if documentCount > 0 { json.append(UInt8(ascii: ",")) }
+            documentCount += 1
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            let value = UnsafeBufferPointer(start: scalar.value, count: scalar.length)
+            if expectsKey {
+                try appendKey { Self.appendString(value, to: &$0) }
+            } else {
+                beginValue()
+                let start = json.count
+                let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE || scalar.style == YAML_ANY_SCALAR_STYLE
+                appendScalar(value, typed: plain && !Self.isStringTag(scalar.tag))
+                if let anchor = scalar.anchor { anchors[Self.name(anchor)] = start..<json.count }
+            }
+        case YAML_ALIAS_EVENT:
+            guard let anchor = event.data.alias.anchor, let range = anchors[Self.name(anchor)] else {
+                throw Failure.syntax
+            }
+            let copy = Array(json[range])  // not a slice of `json`, which would then be copied to append to it
+            if expectsKey {
+                guard copy.first == UInt8(ascii: "\"") else { throw Failure.keyNotScalar }
+                try appendKey { $0.append(contentsOf: copy) }
+            } else {
+                beginValue()
+                json.append(contentsOf: copy)
+            }
+        case YAML_SEQUENCE_START_EVENT:
+            try open(isMapping: false, anchor: event.data.sequence_start.anchor)
+        case YAML_MAPPING_START_EVENT:
+            try open(isMapping: true, anchor: event.data.mapping_start.anchor)
+        case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+            let level = levels.removeLast()
+            keys.removeSubrange(level.firstKey...)
+            json.append(UInt8(ascii: level.isMapping ? "}" : "]"))
+            if let anchor = level.anchor { anchors[anchor] = level.start..<json.count }
         default:
-            appendString(value, to: &text)
+            break  // stream start, document end
         }
     }
+
+    /// Whether the next node is a mapping key.
+    private var expectsKey: Bool { levels.last.map { $0.isMapping && $0.entries % 2 == 0 } ?? false }
+
+    /// Counts a value (not a key) in its level, after the comma a sequence item needs.
+    private mutating func beginValue() {
+        guard let index = levels.indices.last else { return }
+        if !levels[index].isMapping && levels[index].entries > 0 { json.append(UInt8(ascii: ",")) }
+        levels[index].entries += 1
+    }
+
+    /// Writes a mapping key (`write` appends it as a JSON string) after its comma, and its colon; the key may not
+    /// be one the mapping has already.
+    private mutating func appendKey(_ write: (inout [UInt8]) -> Void) throws(Failure) {
+        let index = levels.count - 1
+        if levels[index].entries > 0 { json.append(UInt8(ascii: ",")) }
+        let start = json.count
+        write(&json)
+        let key = start..<json.count
+        for written in keys[levels[index].firstKey...] where json[written].elementsEqual(json[key]) {
+            throw Failure.duplicateKey(String(decoding: json[key].dropFirst().dropLast(), as: UTF8.self))
+        }
+        keys.append(key)
+        json.append(UInt8(ascii: ":"))
+        levels[index].entries += 1
+    }
+
+    private mutating func open(isMapping: Bool, anchor: UnsafeMutablePointer<yaml_char_t>?) throws(Failure) {
+        if expectsKey { throw Failure.keyNotScalar }
+        beginValue()
+        levels.append(Level(isMapping: isMapping, firstKey: keys.count, anchor: anchor.map(Self.name),
+                            start: json.count))
+        json.append(UInt8(ascii: isMapping ? "{" : "["))
+    }
+
+    /// An anchor's name, from libyaml's C string.
+    private static func name(_ anchor: UnsafeMutablePointer<yaml_char_t>) -> [UInt8] {
+        Array(UnsafeBufferPointer(start: anchor, count: strlen(anchor)))
+    }
+
+    /// `!!str`: the one tag read, since it makes a plain scalar a string (`name: !!str 80`).
+    private static func isStringTag(_ tag: UnsafeMutablePointer<yaml_char_t>?) -> Bool {
+        guard let tag else { return false }
+        return strcmp(tag, "tag:yaml.org,2002:str") == 0
+    }
+
+    private mutating func appendScalar(_ value: UnsafeBufferPointer<UInt8>, typed: Bool) {
+        guard typed else { return Self.appendString(value, to: &json) }
+        if value.count <= 5, let word = Self.typedWords[String(decoding: value, as: UTF8.self)] {
+            json.append(contentsOf: word.utf8)
+        } else if Self.isInteger(value) {
+            json.append(contentsOf: value)
+        } else {
+            Self.appendString(value, to: &json)
+        }
+    }
+
+    /// Plain scalars that are JSON's null, true and false (YAML 1.1's core words Kubernetes reads).
+    private static let typedWords: [String: String] = [
+        "": "null", "~": "null", "null": "null", "Null": "null", "NULL": "null",
+        "true": "true", "True": "true", "TRUE": "true", "false": "false", "False": "false", "FALSE": "false",
+    ]
 
     /// A JSON integer: an optional minus and digits without a leading zero, at most 18 of them.
-    private static func isInteger(_ value: String) -> Bool {
-        let digits = value.utf8.first == UInt8(ascii: "-") ? value.utf8.dropFirst() : value.utf8[...]
+    private static func isInteger(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        let digits = value.first == UInt8(ascii: "-") ? value.dropFirst() : value[...]
         return !digits.isEmpty && digits.count <= 18 && digits.allSatisfy { (48...57).contains($0) }
             && (digits.count == 1 || digits.first != UInt8(ascii: "0"))
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    private static func appendString(_ value: String, to text: inout [UInt8]) {
+    private static func appendString(_ value: UnsafeBufferPointer<UInt8>, to text: inout [UInt8]) {
         text.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
+        for byte in value {
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 text.append(UInt8(ascii: "\\"))

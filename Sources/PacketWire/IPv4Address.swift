@@ -10,7 +10,7 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
 
     /// Parses strict dotted-quad text ("10.96.0.1"); nil for anything else (leading zeros, octets past 255,
     /// signs, spaces). Reads the UTF-8 bytes once: manifests hold hundreds of thousands of addresses.
-    public init?(_ text: some StringProtocol) {
+    @inlinable public init?(_ text: some StringProtocol) {
         var result: UInt32 = 0
         var parts = 0
         var octet: UInt32 = 0

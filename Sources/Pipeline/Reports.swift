@@ -97,7 +97,7 @@ public struct RunSummary: Encodable, Sendable {
             stats.count(malformed: $0) > 0 ? ($0.name, stats.count(malformed: $0)) : nil
         })
         drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, stats.count(dropped: $0)) })
-        conntrackEntries = programs.reduce(0) { $0 + $1.conntrack.entries(at: $1.clock).count }
+        conntrackEntries = programs.reduce(0) { $0 + $1.conntrack.liveCount(at: $1.clock) }
         conntrackEarlyDrops = programs.reduce(0) { $0 + $1.conntrack.earlyDrops }
         notLoadBalanced = program.table.unservedPorts
         changes = counts.changes

@@ -74,10 +74,10 @@ struct Rewrite: ParsableCommand {
         let counts = try runner.run(writer: writer, quiet: quiet)
         if timing { Output.standardError(Self.timingLine(setUp: setUp - start, packets: clock.now - setUp,
                                                           count: counts.packetsRead)) }
-        let summary = RunSummary(counts: counts, programs: runner.programs)
-        if !quiet { Output.standardError(summary.text) }
-        if let stats {
-            try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats)
+        if !quiet || stats != nil {
+            let summary = RunSummary(counts: counts, programs: runner.programs)
+            if !quiet { Output.standardError(summary.text) }
+            if let stats { try Output.write(format == .json ? JSON.encode(summary) : summary.text, to: stats) }
         }
         if let conntrackDump { try runner.dumpConntrack(to: conntrackDump, format: format, at: listingTime) }
         if counts.interrupted {

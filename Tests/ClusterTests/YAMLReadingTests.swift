@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+@testable import Cluster
+
+/// The JSON text a YAML stream stands for.
+private func json(_ yaml: String) throws(YAMLAsJSON.Failure) -> String {
+    String(decoding: try YAMLAsJSON.documents(of: yaml), as: UTF8.self)
+}
+
+@Suite("Reading YAML")
+struct YAMLReadingTests {
+    @Test("documents become one JSON array: block and flow styles, quoting, block scalars, empty documents")
+    func documents() throws {
+        #expect(try json("") == "[]")
+        #expect(try json("a: 1\n---\n---\n[x, 'y', \"z\\n\"]\n...\n") == #"[{"a":1},null,["x","y","z\u000a"]]"#)
+        #expect(try json("""
+            kind: Service
+            metadata:
+              name: web  # a comment
+              labels: {app: web, "quoted key": x}
+            spec:
+              ports:
+              - port: 80
+                targetPort: 08080
+              - {port: -1, name: ~}
+            data: |
+              line "one"
+              \tline two
+            """) == #"[{"kind":"Service","metadata":{"name":"web","labels":{"app":"web","quoted key":"x"}},"#
+            + #""spec":{"ports":[{"port":80,"targetPort":"08080"},{"port":-1,"name":null}]},"#
+            + #""data":"line \"one\"\u000a\u0009line two"}]"#)
+    }
+
+    @Test("plain scalars are typed as Kubernetes reads YAML; quoted ones and keys stay strings")
+    func scalars() throws {
+        #expect(try json("[true, True, FALSE, null, Null, ~, '', 0, -7, 123456789012345678, 1234567890123456789]")
+            == #"[[true,true,false,null,null,null,"",0,-7,123456789012345678,"1234567890123456789"]]"#)
+        #expect(try json("['1', \"true\", 'null', +1, 007, 0x1F]") == #"[["1","true","null","+1","007","0x1F"]]"#)
+        #expect(try json("{80: http, true: x, null: y}") == #"[{"80":"http","true":"x","null":"y"}]"#)
+        #expect(try json("[!!str 80, !!str true, !custom 80]") == #"[["80","true",80]]"#, "!!str is the tag read")
+    }
+
+    @Test("anchors and aliases are resolved, as keys too")
+    func aliases() throws {
+        #expect(try json("""
+            base: &ports [{port: 80}, {port: 443}]
+            name: &n web
+            copy: *ports
+            *n : again
+            labels: {app: *n}
+            """) == #"[{"base":[{"port":80},{"port":443}],"name":"web","copy":[{"port":80},{"port":443}],"#
+            + #""web":"again","labels":{"app":"web"}}]"#)
+    }
+
+    @Test("what JSON cannot hold fails: repeated keys, keys that are lists or mappings, syntax errors")
+    func failures() {
+        #expect(throws: YAMLAsJSON.Failure.duplicateKey("a")) { try json("{a: 1, b: {a: 2}, 'a': 3}") }
+        #expect(throws: YAMLAsJSON.Failure.duplicateKey("x")) { try json("m: &k x\nn: {x: 1, *k : 2}") }
+        #expect(throws: YAMLAsJSON.Failure.keyNotScalar) { try json("? [a, b]\n: c") }
+        #expect(throws: YAMLAsJSON.Failure.keyNotScalar) { try json("a: &l [1]\nb: {*l : 2}") }
+        #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: [1, 2") }
+        #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: *nowhere") }
+    }
+
+    @Test("loading words each failure on one line naming the file")
+    func loadErrors() {
+        #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?
+            .hasPrefix("test.yaml: not valid YAML: ") == true)
+        #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?.contains("name") == true)
+        #expect(loadError("kind: Service\nmetadata: {? [a]: b}")
+            == "test.yaml: not valid YAML: a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
+    }
+
+    /// A stream of `count` Services, each its own document, in the block style kubectl writes.
+    private func services(_ count: Int, separator: String = "---\n") -> String {
+        (0..<count).map { index in
+            "kind: Service\nmetadata:\n  name: s\(index)\nspec:\n  clusterIP: 10.96.\(index / 250).\(index % 250 + 1)\n"
+                + "  ports:\n  - port: 80\n"
+        }.joined(separator: separator)
+    }
+
+    @Test("a stream is cut into runs only where a document starts, and the runs hold every document in order")
+    func runs() {
+        let stream = services(100)
+        for count in [1, 2, 3, 8, 200] {
+            let runs = YAMLStreamRuns.runs(of: stream, count: count)
+            #expect(runs.count == min(count, 100))
+            #expect(runs.joined() == stream)
+            #expect(runs.dropFirst().allSatisfy { $0.hasPrefix("---\n") })
+        }
+        // Lines that only look like document starts, and streams with directives, are not cut there.
+        let lookalikes = "a: |\n  ---\n  x\nb: \"---\"\nc: ---x\n---\nd: 1\n---   \ne: 2\n"
+        #expect(YAMLStreamRuns.runs(of: lookalikes, count: 3).map { String($0) }
+            == ["a: |\n  ---\n  x\nb: \"---\"\nc: ---x\n", "---\nd: 1\n", "---   \ne: 2\n"])
+        #expect(YAMLStreamRuns.runs(of: "%YAML 1.1\n---\na: 1\n---\nb: 2\n", count: 2).count == 1)
+        #expect(YAMLStreamRuns.runs(of: "a: 1\n", count: 2).count == 1)
+    }
+
+    @Test("a stream of many documents loads as one document after another would, and errors name their document")
+    func manyDocuments() throws {
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: services(500), name: "many.yaml", into: &manifests)
+        #expect(manifests.services.map(\.origin) == (1...500).map { "many.yaml: document \($0)" })
+        #expect(manifests.services.map(\.object.metadata.name) == (0..<500).map { "s\($0)" })
+
+        let badPort = services(500).replacingOccurrences(of: "name: s400\n", with: "name: s400\n  namespace: [x]\n")
+        #expect(loadError(badPort) == "test.yaml: document 401: metadata.namespace: expected a string")
+        let badSyntax = services(500).replacingOccurrences(of: "name: s300\n", with: "name: [s300\n")
+        let message = try #require(loadError(badSyntax))
+        #expect(message.hasPrefix("test.yaml: not valid YAML: "))
+        #expect(message.contains("line \(300 * 8 + 3)"), "the line in the whole file: \(message)")
+    }
+}
