@@ -34,8 +34,10 @@ public enum ManifestLoader {
            first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
         {
             // JSON is YAML too, but decodes directly; text that only looks like JSON is read as YAML.
+            let json = Array(yaml.utf8)
             do {
-                let document = try JSONDecoder().decode(ManifestDocument.self, from: Data(yaml.utf8))
+                let document = try decodeList(json, at: json.indices)
+                    ?? JSONDecoder().decode(ManifestDocument.self, from: Data(json))
                 document.add(to: &manifests, origin: "\(name): document 1")
                 return
             } catch let error as DecodingError {
@@ -56,11 +58,13 @@ public enum ManifestLoader {
     /// The documents of a YAML text, parsed by libyaml and decoded as the JSON they stand for.
     private static func decode(yaml: String, name: String) throws(ManifestError) -> [ManifestDocument] {
         let json: [UInt8]
+        let count: Int
         do {
-            json = try YAMLAsJSON.documents(of: yaml)
+            (json, count) = try YAMLAsJSON.documents(of: yaml)
         } catch {
             throw ManifestError(origin: name, message: "not valid YAML: \(yamlProblem(yaml, failure: error))")
         }
+        if count == 1, let list = decodeList(json, at: 1..<json.count - 1) { return [list] }
         do {
             return try JSONDecoder().decode([ManifestDocument].self, from: Data(json))
         } catch let error as DecodingError {
@@ -69,6 +73,31 @@ public enum ManifestLoader {
             throw ManifestError(origin: name, message: "\(error)")
         }
     }
+
+    /// The `List` object at `range` of `json` (a document), decoded with its items in parallel runs; nil for a
+    /// short list, for anything else, and when a piece fails to decode (decoding the whole then says where).
+    private static func decodeList(_ json: [UInt8], at range: Range<Int>) -> ManifestDocument? {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard cores > 1,
+              let list = json.withUnsafeBytes({ JSONListItems(UnsafeRawBufferPointer(rebasing: $0[range])) }),
+              list.elements.count >= parallelListItems else { return nil }
+        // The object without its items must be a List; then runs of its items decode as arrays, in parallel.
+        let items = list.elements.map { $0.lowerBound + range.lowerBound..<$0.upperBound + range.lowerBound }
+        let inside = list.inside.lowerBound + range.lowerBound..<list.inside.upperBound + range.lowerBound
+        let outside = json[range.lowerBound..<inside.lowerBound] + json[inside.upperBound..<range.upperBound]
+        guard case .list(let none)? = try? JSONDecoder().decode(ManifestDocument.self, from: Data(outside)),
+              none.isEmpty else { return nil }
+        let runs = (0..<cores).map { run in
+            items[items.count * run / cores].lowerBound..<items[items.count * (run + 1) / cores - 1].upperBound
+        }
+        let decoded = runs.concurrentMap { run in
+            try? JSONDecoder().decode([ManifestDocument].self, from: Data("[".utf8 + json[run] + "]".utf8))
+        }
+        return decoded.contains { $0 == nil } ? nil : .list(decoded.flatMap { $0! })
+    }
+
+    /// Lists shorter than this decode in one piece.
+    static let parallelListItems = 256
 
     /// What is wrong with a YAML text: as Yams words libyaml's error (with the line and the text around it),
     /// or what JSON cannot hold.

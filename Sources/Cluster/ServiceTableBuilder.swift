@@ -19,7 +19,15 @@ public enum ServiceTableBuilder {
         var nodePortOwners: [NodePort: String] = [:]
         try checkEndpointOwners(manifests)
         let index = ManifestIndex(manifests)
-        for located in manifests.services {
+        // The endpoints of every Service port (most of the work in a large cluster), found on every core.
+        let endpoints = manifests.services.concurrentMap { located in
+            let service = located.object
+            let finder = EndpointFinder(index: index, namespace: service.metadata.effectiveNamespace, service: service)
+            return (service.spec.ports ?? []).map { port in
+                finder.backends(for: port, protocol: ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp)
+            }
+        }
+        for (serviceIndex, located) in manifests.services.enumerated() {
             let service = located.object
             let namespace = service.metadata.effectiveNamespace
             let spec = service.spec
@@ -45,8 +53,7 @@ public enum ServiceTableBuilder {
                                     message: "\(clusterIP) is already the ClusterIP of \(owner)")
             }
             addressOwners[clusterIP] = serviceName
-            let finder = EndpointFinder(index: index, namespace: namespace, service: service)
-            for port in ports {
+            for (portIndex, port) in ports.enumerated() {
                 let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
                 let name = ServicePortName(namespace: namespace, name: service.metadata.name, port: port.name ?? "")
                 let frontend = Frontend(address: clusterIP, port: UInt16(port.port), serviceProtocol: serviceProtocol)
@@ -54,7 +61,7 @@ public enum ServiceTableBuilder {
                     throw ManifestError(origin: located.origin, field: "spec.ports",
                                         message: "\(frontend) is listed twice")
                 }
-                let backends = finder.backends(for: port, protocol: serviceProtocol)
+                let backends = endpoints[serviceIndex][portIndex]
                 let usable = ServicePortEntry.usable(Array(backends.indices), of: backends)
                 var entry = ServicePortEntry(name: name, frontend: frontend, backends: backends,
                                              usableBackends: usable, affinity: affinity)

@@ -21,13 +21,13 @@ struct YAMLAsJSON {
         }
     }
 
-    /// The stream's documents as one JSON array.
-    static func documents(of yaml: String) throws(Failure) -> [UInt8] {
+    /// The stream's documents as one JSON array, and how many there are.
+    static func documents(of yaml: String) throws(Failure) -> (json: [UInt8], count: Int) {
         var text = yaml
         return try text.withUTF8 { bytes in Result { () throws(Failure) in try convert(bytes) } }.get()
     }
 
-    private static func convert(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> [UInt8] {
+    private static func convert(_ bytes: UnsafeBufferPointer<UInt8>) throws(Failure) -> (json: [UInt8], count: Int) {
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { throw Failure.syntax }
         defer { yaml_parser_delete(&parser) }
@@ -63,9 +63,9 @@ struct YAMLAsJSON {
 
     private init(capacity: Int) { json.reserveCapacity(capacity) }
 
-    private mutating func finish() -> [UInt8] {
+    private mutating func finish() -> (json: [UInt8], count: Int) {
         json.append(UInt8(ascii: "]"))
-        return json
+        return (json, documentCount)
     }
 
     private mutating func take(_ event: yaml_event_t) throws(Failure) {

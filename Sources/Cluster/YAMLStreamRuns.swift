@@ -1,5 +1,3 @@
-import Foundation
-
 /// Cuts a YAML stream into runs of whole documents, so that a manifest of thousands of documents is parsed
 /// and decoded on every core.
 ///
@@ -36,20 +34,5 @@ enum YAMLStreamRuns {
         guard line.starts(with: "---".utf8) else { return false }
         guard let after = line.dropFirst(3).first else { return true }
         return [9, 10, 13, 32].contains(after)
-    }
-}
-
-extension Array where Element: Sendable {
-    /// `transform` applied to every element on every core at once; the results in the elements' order.
-    func concurrentMap<Result: Sendable>(_ transform: @Sendable (Element) -> Result) -> [Result] {
-        let results = UnsafeMutableBufferPointer<Result?>.allocate(capacity: count)
-        results.initialize(repeating: nil)
-        defer {
-            _ = results.deinitialize()
-            results.deallocate()
-        }
-        nonisolated(unsafe) let slots = results  // each iteration writes its own slot only
-        DispatchQueue.concurrentPerform(iterations: count) { index in slots[index] = transform(self[index]) }
-        return results.map { $0! }
     }
 }

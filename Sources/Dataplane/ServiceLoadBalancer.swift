@@ -49,6 +49,7 @@ public struct BackendIndex: Sendable {
 
     /// Numbers the backends of a new table, keeping the numbers of those seen before.
     mutating func load(_ table: ServiceTable) {
+        numbers.reserveCapacity(numbers.count + table.entries.reduce(0) { $0 + $1.backends.count })
         current = table.entries.map { entry in
             entry.backends.map { backend in
                 let identity = Identity(frontend: entry.frontend, address: backend.address, port: backend.port)

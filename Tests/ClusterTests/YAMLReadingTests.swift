@@ -5,7 +5,7 @@ import Testing
 
 /// The JSON text a YAML stream stands for.
 private func json(_ yaml: String) throws(YAMLAsJSON.Failure) -> String {
-    String(decoding: try YAMLAsJSON.documents(of: yaml), as: UTF8.self)
+    String(decoding: try YAMLAsJSON.documents(of: yaml).json, as: UTF8.self)
 }
 
 @Suite("Reading YAML")
@@ -68,8 +68,8 @@ struct YAMLReadingTests {
         #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?
             .hasPrefix("test.yaml: not valid YAML: ") == true)
         #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?.contains("name") == true)
-        #expect(loadError("kind: Service\nmetadata: {? [a]: b}")
-            == "test.yaml: not valid YAML: a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
+        #expect(loadError("kind: Service\nmetadata: {? [a]: b}") == "test.yaml: not valid YAML: "
+            + "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
     }
 
     /// A stream of `count` Services, each its own document, in the block style kubectl writes.
@@ -110,5 +110,58 @@ struct YAMLReadingTests {
         let message = try #require(loadError(badSyntax))
         #expect(message.hasPrefix("test.yaml: not valid YAML: "))
         #expect(message.contains("line \(300 * 8 + 3)"), "the line in the whole file: \(message)")
+    }
+}
+
+@Suite("Decoding large lists")
+struct ListDecodingTests {
+    /// `kubectl get -o json` of `count` Services, each with an EndpointSlice.
+    private func jsonList(_ count: Int) -> String {
+        let items = (0..<count).map { index in
+            #"{"kind": "Service", "metadata": {"name": "s\#(index)", "labels": {"note": "a \"quoted\" [x], {y}"}}, "#
+                + #""spec": {"clusterIP": "10.96.\#(index / 250).\#(index % 250 + 1)", "ports": [{"port": 80}]}}, "#
+                + #"{"kind": "EndpointSlice", "metadata": {"name": "s\#(index)-1", "labels": "#
+                + #"{"kubernetes.io/service-name": "s\#(index)"}}, "ports": [{"port": 8080}], "#
+                + #""endpoints": [{"addresses": ["10.244.\#(index / 250).\#(index % 250 + 1)"]}]}"#
+        }
+        return #"{"apiVersion": "v1", "items": [\#n  \#(items.joined(separator: ",\n  "))\#n], "kind": "List", "#
+            + #""metadata": {"resourceVersion": ""}}"#
+    }
+
+    @Test("the items of a List are found from the text's structure alone")
+    func items() throws {
+        let text = #" {"kind": "List", "note": "items: [\"a\"]", "x": [1, {"items": 2}], "#
+            + #""items": [ {"a": "]"} , [1,2],"s\\"  ]} "#
+        let list = try #require(Array(text.utf8).withUnsafeBytes { JSONListItems($0) })
+        let bytes = Array(text.utf8)
+        #expect(list.elements.map { String(decoding: bytes[$0], as: UTF8.self).trimmingCharacters(in: .whitespaces) }
+            == [#"{"a": "]"}"#, "[1,2]", #""s\\""#])
+        #expect(String(decoding: bytes[..<list.inside.lowerBound] + bytes[list.inside.upperBound...], as: UTF8.self)
+            == #" {"kind": "List", "note": "items: [\"a\"]", "x": [1, {"items": 2}], "items": []} "#)
+        #expect(Array(#"{"items": []}"#.utf8).withUnsafeBytes { JSONListItems($0) }?.elements.isEmpty == true)
+        for notAList in [#"{"kind": "List"}"#, "[1, 2]", #"{"items": 3}"#, #"{"items": [1, 2"#, #"{"a" 1}"#, ""] {
+            #expect(Array(notAList.utf8).withUnsafeBytes { JSONListItems($0) } == nil, "\(notAList)")
+        }
+    }
+
+    @Test("a large List, as JSON or as one YAML document, loads as item after item would; errors name their item")
+    func largeList() throws {
+        let json = jsonList(600)
+        let yaml = json  // JSON text that is read as YAML goes through the YAML reader
+            .replacingOccurrences(of: #"{"apiVersion": "v1", "items""#, with: #"{"apiVersion": v1, "items""#)
+        for (name, text) in [("JSON", json), ("YAML", yaml)] {
+            var manifests = ClusterManifests()
+            try ManifestLoader.load(yaml: text, name: "list", into: &manifests)
+            #expect(manifests.services.map(\.origin) == (0..<600).map { "list: document 1: items[\($0 * 2)]" },
+                    "\(name)")
+            #expect(manifests.endpointSlices.map(\.object.metadata.name) == (0..<600).map { "s\($0)-1" }, "\(name)")
+            #expect(manifests.services[123].object.metadata.labels?["note"] == #"a "quoted" [x], {y}"#)
+            let table = try ServiceTableBuilder.build(manifests)
+            #expect(table.entries.count == 600)
+        }
+        let broken = json.replacingOccurrences(of: #""name": "s555-1""#, with: #""name": 5551"#)
+        #expect(loadError(broken) == "test.yaml: document 1: items[1111]: metadata.name: expected a string")
+        let notList = json.replacingOccurrences(of: #""kind": "List""#, with: #""kind": "Lsit""#)
+        #expect(loadError(notList)?.hasPrefix("test.yaml: document 1: kind: unknown kind \"Lsit\"") == true)
     }
 }
