@@ -59,6 +59,13 @@ public final class CaptureReplies: @unchecked Sendable {
         }
     }
 
+    /// Whether the capture has been read to its end.
+    public var isComplete: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return complete
+    }
+
     /// Connections whose backend came from the capture.
     public var decided: Int {
         condition.lock()

@@ -2,13 +2,14 @@ import Dispatch
 import PacketIO
 
 /// Reads a capture into `FrameBatch`es and passes each through two steps: `work` (the programs), then `finish`
-/// (writing), in input order. With `overlapped`, `work` runs on another thread while this one writes the
-/// batch before it and reads the batch after it, so that reading and writing overlap the workers; two batches
-/// take turns. Without, the steps follow one another on this thread.
+/// (writing), in input order. While `overlaps()` says so (asked for each batch), `work` runs on another thread
+/// while this one writes the batch before it and reads the batch after it, so that reading and writing overlap
+/// the workers; two batches take turns. Otherwise the steps follow one another on this thread. The output is
+/// the same either way.
 struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
-    let overlapped: Bool
+    let overlaps: () -> Bool
     /// Called with the number of packets read each time it passes a multiple of `progressStep`.
     let progress: ((Int) -> Void)?
     static let progressStep = 65536
@@ -28,7 +29,7 @@ struct BatchPipeline {
             let group = DispatchGroup()
             nonisolated(unsafe) let batch = ready
             nonisolated(unsafe) let work = work
-            if overlapped {
+            if overlaps() {
                 DispatchQueue.global().async(group: group) { work(batch) }
             } else {
                 work(batch)

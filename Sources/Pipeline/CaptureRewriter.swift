@@ -91,7 +91,13 @@ public enum CaptureRewriter {
         let threads = workers.count > 1 ? WorkerThreads(count: workers.count) : nil
         defer { threads?.stop() }
         var counts = RewriteCounts()
-        let pipeline = BatchPipeline(reader: reader, workers: workers.count, overlapped: workers.count > 1,
+        // Reading and writing overlap the programs when a core is free for them: on a machine of several cores,
+        // once the reader of the capture's replies (a thread of its own, if any) is done; measured on two cores,
+        // overlapping beside it too slowed the run.
+        let replies = programs[0].observed
+        let spareCore = ProcessInfo.processInfo.activeProcessorCount > 1
+        let pipeline = BatchPipeline(reader: reader, workers: workers.count,
+                                     overlaps: { spareCore && replies?.isComplete ?? true },
                                      progress: progress)
         let (packetsRead, damage) = pipeline.run { batch in
             if let partition { classify(batch, by: partition, linkType: linkType, on: threads) }

@@ -3,7 +3,7 @@ import Dataplane
 import Foundation
 @testable import PacketIO
 import PacketWire
-import Pipeline
+@testable import Pipeline
 import TestSupport
 import Testing
 
@@ -101,28 +101,66 @@ struct BlockReadingRewriteTests {
         }
     }
 
-    @Test("frames of up to 256 KiB, beside service traffic, rewrite the same read in blocks or by libpcap")
-    func largeFrames() throws {
+    /// Runs `body` with a temporary Ethernet capture of `frames` (one a microsecond), removed afterwards.
+    func withCapture(_ frames: [[UInt8]], snapLength: Int32, _ body: (String) throws -> Void) throws {
         let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let capture = directory + "/large.pcap"
-        let writer = try PcapWriter(path: capture, datalink: 1, snapLength: 262_144, precision: .microseconds)
-        for n in 0..<120 {
+        let capture = directory + "/frames.pcap"
+        let writer = try PcapWriter(path: capture, datalink: 1, snapLength: snapLength, precision: .microseconds)
+        for (n, frame) in frames.enumerated() {
+            frame.withUnsafeBytes {
+                writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
+            }
+        }
+        try writer.close()
+        try body(capture)
+    }
+
+    @Test("frames of up to 256 KiB, beside service traffic, rewrite the same read in blocks or by libpcap")
+    func largeFrames() throws {
+        let frames = (0..<120).map { n in
             let size = [262_144, 60, 65535, 1514, 131_073][n % 5]
             var frame = n % 3 == 0
                 ? PacketBuilder(source: "10.0.1.2", destination: "10.96.148.206", sourcePort: UInt16(40000 + n),
                                 destinationPort: 80).ethernetFrame()
                 : [UInt8](repeating: UInt8(truncatingIfNeeded: n), count: size)
             if n % 3 != 0 { frame[12] = 0x88; frame[13] = 0xB5 }  // a local EtherType: passed as it is
-            frame.withUnsafeBytes {
-                writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
-            }
+            return frame
         }
-        try writer.close()
-        let manifest = "\(pcaps)/service-demo.yaml"
-        let blocks = try rewrite(capture, manifest: manifest, readsBlocks: true)
-        #expect(blocks == (try rewrite(capture, manifest: manifest, readsBlocks: false)))
-        #expect(blocks.count > 120 * 16 + 80 * 60_000)
+        try withCapture(frames, snapLength: 262_144) { capture in
+            let manifest = "\(pcaps)/service-demo.yaml"
+            let blocks = try rewrite(capture, manifest: manifest, readsBlocks: true)
+            #expect(blocks == (try rewrite(capture, manifest: manifest, readsBlocks: false)))
+            #expect(blocks.count > 120 * 16 + 80 * 60_000)
+        }
+    }
+
+    @Test("batches come out in input order and rewritten, whether or not the programs overlap the reading and writing")
+    func overlapping() throws {
+        let frameCount = 3 * FrameBatch.maximumFrames + 123
+        let frames = (0..<frameCount).map { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 60 + $0 % 7) }
+        let expected = frames.map { [$0[0] &+ 1] + $0.dropFirst() }
+        try withCapture(frames, snapLength: 65535) { capture in
+            /// The frames as `finish` sees them, `work` having added 1 to each frame's first byte.
+            func run(overlaps: @escaping () -> Bool) throws -> [[UInt8]] {
+                let pipeline = BatchPipeline(reader: try PcapReader(path: capture), workers: 1, overlaps: overlaps,
+                                             progress: nil)
+                var seen: [[UInt8]] = []
+                let (read, damage) = pipeline.run { batch in
+                    for index in 0..<batch.count { batch.bytes(of: index)[0] &+= 1 }
+                } finish: { batch in
+                    for index in 0..<batch.count { seen.append(Array(batch.bytes(of: index))) }
+                }
+                #expect(read == frameCount && damage == nil)
+                return seen
+            }
+            let (never, always) = (try run { false }, try run { true })
+            nonisolated(unsafe) var turn = false
+            let switching = try run { turn.toggle(); return turn }
+            #expect(never == expected)
+            #expect(always == expected)
+            #expect(switching == expected, "switching from batch to batch")
+        }
     }
 }
