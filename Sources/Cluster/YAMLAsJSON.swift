@@ -76,15 +76,17 @@ struct YAMLAsJSON {
         case YAML_SCALAR_EVENT:
             let scalar = event.data.scalar
             let value = UnsafeBufferPointer(start: scalar.value, count: scalar.length)
+            let written: Range<Int>
             if expectsKey {
-                try appendKey { Self.appendString(value, to: &$0) }
+                written = try appendKey { Self.appendString(value, to: &$0) }
             } else {
                 beginValue()
                 let start = json.count
                 let plain = scalar.style == YAML_PLAIN_SCALAR_STYLE || scalar.style == YAML_ANY_SCALAR_STYLE
                 appendScalar(value, typed: plain && !Self.isStringTag(scalar.tag))
-                if let anchor = scalar.anchor { anchors[Self.name(anchor)] = start..<json.count }
+                written = start..<json.count
             }
+            if let anchor = scalar.anchor { anchors[Self.name(anchor)] = written }
         case YAML_ALIAS_EVENT:
             guard let anchor = event.data.alias.anchor, let range = anchors[Self.name(anchor)] else {
                 throw Failure.syntax
@@ -92,7 +94,7 @@ struct YAMLAsJSON {
             let copy = Array(json[range])  // not a slice of `json`, which would then be copied to append to it
             if expectsKey {
                 guard copy.first == UInt8(ascii: "\"") else { throw Failure.keyNotScalar }
-                try appendKey { $0.append(contentsOf: copy) }
+                _ = try appendKey { $0.append(contentsOf: copy) }
             } else {
                 beginValue()
                 json.append(contentsOf: copy)
@@ -122,8 +124,8 @@ struct YAMLAsJSON {
     }
 
     /// Writes a mapping key (`write` appends it as a JSON string) after its comma, and its colon; the key may not
-    /// be one the mapping has already.
-    private mutating func appendKey(_ write: (inout [UInt8]) -> Void) throws(Failure) {
+    /// be one the mapping has already. Returns where the key's string is.
+    private mutating func appendKey(_ write: (inout [UInt8]) -> Void) throws(Failure) -> Range<Int> {
         let index = levels.count - 1
         if levels[index].entries > 0 { json.append(UInt8(ascii: ",")) }
         let start = json.count
@@ -135,6 +137,7 @@ struct YAMLAsJSON {
         keys.append(key)
         json.append(UInt8(ascii: ":"))
         levels[index].entries += 1
+        return key
     }
 
     private mutating func open(isMapping: Bool, anchor: UnsafeMutablePointer<yaml_char_t>?) throws(Failure) {

@@ -49,8 +49,10 @@ struct YAMLReadingTests {
             copy: *ports
             *n : again
             labels: {app: *n}
+            &k port: 80
+            again: {*k : 81}
             """) == #"[{"base":[{"port":80},{"port":443}],"name":"web","copy":[{"port":80},{"port":443}],"#
-            + #""web":"again","labels":{"app":"web"}}]"#)
+            + #""web":"again","labels":{"app":"web"},"port":80,"again":{"port":81}}]"#)
     }
 
     @Test("what JSON cannot hold fails: repeated keys, keys that are lists or mappings, syntax errors")
