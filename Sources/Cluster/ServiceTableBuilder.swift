@@ -24,7 +24,7 @@ public enum ServiceTableBuilder {
             let service = located.object
             let finder = EndpointFinder(index: index, namespace: service.metadata.effectiveNamespace, service: service)
             return (service.spec.ports ?? []).map { port in
-                finder.backends(for: port, protocol: ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp)
+                finder.backends(for: port, protocol: port.serviceProtocol)
             }
         }
         for (serviceIndex, located) in manifests.services.enumerated() {
@@ -54,7 +54,7 @@ public enum ServiceTableBuilder {
             }
             addressOwners[clusterIP] = serviceName
             for (portIndex, port) in ports.enumerated() {
-                let serviceProtocol = ServiceProtocol(rawValue: port.protocol ?? "TCP") ?? .tcp
+                let serviceProtocol = port.serviceProtocol
                 let name = ServicePortName(namespace: namespace, name: service.metadata.name, port: port.name ?? "")
                 let frontend = Frontend(address: clusterIP, port: UInt16(port.port), serviceProtocol: serviceProtocol)
                 guard frontends.insert(frontend).inserted else {
@@ -381,6 +381,11 @@ struct EndpointFinder {
                 .flatMap { UInt16(exactly: $0.containerPort) }
         }
     }
+}
+
+extension ServiceObject.Port {
+    /// The port's protocol, TCP when unset (a value that is none of the three fails validation first).
+    var serviceProtocol: ServiceProtocol { ServiceProtocol(rawValue: self.protocol ?? "TCP") ?? .tcp }
 }
 
 extension Backend {
