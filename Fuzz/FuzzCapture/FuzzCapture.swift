@@ -3,7 +3,7 @@ import FuzzDriver
 import Foundation
 import PacketIO
 
-let path = "/dev/shm/svcplane-fuzz-capture-\(getpid()).pcap"
+let path = NSTemporaryDirectory() + "svcplane-fuzz-capture-\(getpid()).pcap"
 
 /// The process entry point (SwiftPM links an executable target's main under this name).
 @_cdecl("FuzzCapture_main")
