@@ -132,7 +132,7 @@ public struct ConntrackTable: Sendable {
     public func entries(at now: Int64) -> [ConntrackEntry] { liveEntries(at: now).map(\.entry) }
 
     /// How many entries are live at `now` (`count` holds expired ones until they are collected).
-    public func liveCount(at now: Int64) -> Int { slots.reduce(0) { $0 + ($1.map { $0.expires > now ? 1 : 0 } ?? 0) } }
+    public func liveCount(at now: Int64) -> Int { slots.count { $0.map { $0.expires > now } ?? false } }
 
     /// Removes expired entries among the next `budget` slots (a bounded step of the kernel's gc worker).
     private mutating func collectExpired(now: Int64, budget: Int) {
