@@ -44,10 +44,13 @@ public struct Frontend: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(address):\(port)/\(serviceProtocol.lowercaseName)" }
 
-    /// One word per lookup (the default would hash the protocol's raw String).
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(serviceProtocol.number))
-    }
+    /// The three in one word, which is what is hashed (the default would hash the protocol's raw String).
+    private var word: UInt64 { UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(serviceProtocol.number) }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(word) }
+
+    /// As a key looked up per new connection: see `FlowHash.tableHash`.
+    public func _rawHashValue(seed: Int) -> Int { FlowHash.tableHash(word, seed: seed) }
 }
 
 /// One endpoint of a service port: a pod address and target port with its conditions.

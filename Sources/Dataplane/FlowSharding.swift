@@ -28,9 +28,8 @@ public struct FlowSharding: Sendable {
         static let stickyBackend = Role(rawValue: 8)
     }
 
-    /// The roles of every frontend and endpoint, by `TransportEndpoint.key`: one lookup per side of a packet whose port
-    /// is in `rolePorts`.
-    private let roles: [UInt64: Role]
+    /// The roles of every frontend and endpoint: one lookup per side of a packet whose port is in `rolePorts`.
+    private let roles: [TransportEndpoint: Role]
     private let rolePorts: PortSet
     private let frontendAddresses: Set<IPv4Address>
     private let backendAddresses: Set<IPv4Address>
@@ -83,12 +82,12 @@ public struct FlowSharding: Sendable {
             for endpoint in frontends { frontendIDs[endpoint] = ids[endpoint] }
             for endpoint in backends { backendIDs[endpoint] = ids[endpoint] }
         }
-        var roles: [UInt64: Role] = [:]
+        var roles: [TransportEndpoint: Role] = [:]
         for (endpoint, id) in frontendIDs {
-            roles[endpoint.key, default: []].insert(sticky[root(id)] ? [.frontend, .stickyFrontend] : .frontend)
+            roles[endpoint, default: []].insert(sticky[root(id)] ? [.frontend, .stickyFrontend] : .frontend)
         }
         for (endpoint, id) in backendIDs {
-            roles[endpoint.key, default: []].insert(sticky[root(id)] ? [.backend, .stickyBackend] : .backend)
+            roles[endpoint, default: []].insert(sticky[root(id)] ? [.backend, .stickyBackend] : .backend)
         }
         self.roles = roles
         rolePorts = PortSet((frontendIDs.keys.map(\.port) + backendIDs.keys.map(\.port)))
@@ -109,7 +108,7 @@ public struct FlowSharding: Sendable {
     public func residue(ofClient address: IPv4Address, port: UInt16, toward frontend: Frontend) -> UInt8 {
         let endpoint = TransportEndpoint(address: frontend.address, port: frontend.port,
                                 protocolNumber: frontend.serviceProtocol.number)
-        let sticky = roles[endpoint.key]?.contains(.stickyFrontend) ?? false
+        let sticky = roles[endpoint]?.contains(.stickyFrontend) ?? false
         let key = Self.clientKey(address, port, sticky: sticky, nodeAddresses: nodeAddresses)
         return UInt8(truncatingIfNeeded: key)
     }
@@ -142,8 +141,8 @@ public struct FlowSharding: Sendable {
         let destination = flow.destinationEndpoint
         // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
         // Service's node port.
-        let sourceRole = rolePorts.contains(source.port) ? roles[source.key] ?? [] : []
-        let destinationRole = rolePorts.contains(destination.port) ? roles[destination.key] ?? [] : []
+        let sourceRole = rolePorts.contains(source.port) ? roles[source] ?? [] : []
+        let destinationRole = rolePorts.contains(destination.port) ? roles[destination] ?? [] : []
         let client: (endpoint: TransportEndpoint, sticky: Bool)?
         switch (sourceRole.contains(.backend), destinationRole.contains(.backend)) {
         case (false, true): client = (source, destinationRole.contains(.stickyBackend))

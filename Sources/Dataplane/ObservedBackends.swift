@@ -19,10 +19,10 @@ public struct ObservedBackends: Sendable {
 
 
     /// Keys of the backends, and their ports (to skip the lookup for other ports).
-    private let backends: Set<UInt64>
+    private let backends: Set<TransportEndpoint>
     private let backendPorts: PortSet
-    /// Client address, port and protocol (a `TransportEndpoint.key`) to observations in time order.
-    private var observations: [UInt64: [Observation]] = [:]
+    /// Client address, port and protocol to observations in time order.
+    private var observations: [TransportEndpoint: [Observation]] = [:]
     private let udpTimeout: Int64
 
     /// Observes replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
@@ -33,7 +33,7 @@ public struct ObservedBackends: Sendable {
                 TransportEndpoint(address: $0.address, port: $0.port, protocolNumber: protocolNumber)
             }
         }
-        backends = Set(endpoints.map(\.key))
+        backends = Set(endpoints)
         backendPorts = PortSet(endpoints.map(\.port))
         udpTimeout = udpTimeoutSeconds * 1_000_000_000
     }
@@ -44,7 +44,7 @@ public struct ObservedBackends: Sendable {
     /// A reply seen from a backend to a client port.
     public struct Sighting: Sendable {
         let backend: TransportEndpoint
-        let client: UInt64
+        let client: TransportEndpoint
         let startsConnection: Bool
         let time: Int64
     }
@@ -61,10 +61,10 @@ public struct ObservedBackends: Sendable {
         else { return nil }
         let flow = FlowKey(ip: ip, transport: transport)
         let backend = flow.sourceEndpoint
-        guard backendPorts.contains(backend.port), backends.contains(backend.key) else { return nil }
+        guard backendPorts.contains(backend.port), backends.contains(backend) else { return nil }
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        return Sighting(backend: backend, client: flow.destinationEndpoint.key,
+        return Sighting(backend: backend, client: flow.destinationEndpoint,
                         startsConnection: isSynAck, time: timestamp)
     }
 
@@ -92,8 +92,7 @@ public struct ObservedBackends: Sendable {
     /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next after
     /// `time`, among the sightings recorded so far.
     func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
-        let client = flow.sourceEndpoint.key
-        guard let list = observations[client] else { return nil }
+        guard let list = observations[flow.sourceEndpoint] else { return nil }
         for observation in list where observation.time >= time {
             if let position = candidates.first(where: {
                 entry.backends[$0].address == observation.backend.address

@@ -10,8 +10,13 @@ public struct TransportEndpoint: Hashable, Sendable {
         self.protocolNumber = protocolNumber
     }
 
-    /// The three in one word: a map keyed by it hashes a key in one step (per-packet lookups use it).
-    public var key: UInt64 { UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber) }
+    /// The three in one word, which is what is hashed.
+    private var word: UInt64 { UInt64(address.value) << 24 | UInt64(port) << 8 | UInt64(protocolNumber) }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(word) }
+
+    /// As a key of a `Dictionary` or `Set`, looked up per packet: see `FlowHash.tableHash`.
+    public func _rawHashValue(seed: Int) -> Int { FlowHash.tableHash(word, seed: seed) }
 }
 
 extension FlowKey {
