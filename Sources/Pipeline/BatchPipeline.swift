@@ -1,11 +1,13 @@
-import Dispatch
+import Foundation
 import PacketIO
 
-/// Reads a capture into `FrameBatch`es and passes each through two steps: `work` (the programs), then `finish`
-/// (writing), in input order. While `overlaps()` says so (asked for each batch), `work` runs on another thread
-/// while this one writes the batch before it and reads the batch after it, so that reading and writing overlap
-/// the workers; two batches take turns. Otherwise the steps follow one another on this thread. The output is
-/// the same either way.
+/// Reads a capture into `FrameBatch`es and passes each through three steps, in input order: `prepare`, in one
+/// part per worker, then `work` once per worker (each worker does both on a thread of its own), then `finish`
+/// (writing) on this thread. While `overlaps()` says so (asked before each batch is read), up to `depth` batches
+/// are in flight: the workers take the batches as they are read, each at its own pace, while this thread reads
+/// ahead and finishes behind them; no step waits for another but for the batch it needs, so a worker briefly
+/// off its core catches up instead of holding up the others. Otherwise every batch is finished before the next
+/// is read. The output is the same either way.
 struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
@@ -13,34 +15,60 @@ struct BatchPipeline {
     /// Called with the number of packets read each time it passes a multiple of `progressStep`.
     let progress: ((Int) -> Void)?
     static let progressStep = 65536
+    /// Batches in flight at most.
+    static let depth = 8
 
     /// Runs the capture to its end, an interruption, or damage, which is returned after every frame before it
-    /// went through both steps; with the number of packets read.
-    func run(work: @escaping (FrameBatch) -> Void, finish: (FrameBatch) -> Void)
+    /// went through the steps; with the number of packets read. On worker `w`'s thread, `prepare(batch, part)`
+    /// runs for part `w` of the batch's frames (the parts of the workers' runs of a batch are disjoint and cover
+    /// it), then, once every part of the batch is prepared, `work(batch, w)`, beside the other workers' runs.
+    func run(prepare: @escaping (FrameBatch, Range<Int>) -> Void = { _, _ in },
+             work: @escaping (FrameBatch, Int) -> Void, finish: (FrameBatch) -> Void)
         -> (packetsRead: Int, damage: CaptureError?)
     {
+        nonisolated(unsafe) let ring = (0..<Self.depth).map { _ in FrameBatch(workers: workers) }
+        let handoffs = Handoffs(workers: workers)
+        nonisolated(unsafe) let (prepare, work) = (prepare, work)
+        for worker in 0..<workers {
+            Thread.detachNewThread { [workers] in
+                while let step = handoffs.nextStep(of: worker) {
+                    let batch = ring[step.sequence % Self.depth]
+                    switch step.kind {
+                    case .prepare:
+                        prepare(batch, batch.count * worker / workers..<batch.count * (worker + 1) / workers)
+                    case .work:
+                        work(batch, worker)
+                    }
+                    handoffs.done(step, by: worker)
+                }
+            }
+        }
         var packetsRead = 0
         var damage: CaptureError?
-        var ready = FrameBatch(workers: workers)
-        var spare = FrameBatch(workers: workers)
-        var processed: FrameBatch?
-        fill(ready, packetsRead: &packetsRead, damage: &damage)
-        while ready.count > 0 {
-            let group = DispatchGroup()
-            nonisolated(unsafe) let batch = ready
-            nonisolated(unsafe) let work = work
-            if overlaps() {
-                DispatchQueue.global().async(group: group) { work(batch) }
-            } else {
-                work(batch)
-            }
-            if let processed { finish(processed) }
-            if damage == nil { fill(spare, packetsRead: &packetsRead, damage: &damage) } else { spare.removeAll() }
-            group.wait()
-            processed = ready
-            swap(&ready, &spare)
+        var read = 0
+        var finished = 0
+        func finishNext() {
+            handoffs.waitUntilWorked(finished)
+            finish(ring[finished % Self.depth])
+            finished += 1
         }
-        if let processed { finish(processed) }
+        while true {
+            let overlapping = overlaps()
+            while finished < read,
+                  !overlapping || read - finished == Self.depth || handoffs.isWorked(finished)
+            {
+                finishNext()
+            }
+            guard damage == nil else { break }
+            let batch = ring[read % Self.depth]
+            fill(batch, packetsRead: &packetsRead, damage: &damage)
+            guard batch.count > 0 else { break }
+            read += 1
+            handoffs.publish(read)
+        }
+        handoffs.close()
+        while finished < read { finishNext() }
+        handoffs.waitForExits()
         return (packetsRead, damage)
     }
 
@@ -64,6 +92,97 @@ struct BatchPipeline {
         } catch {
             // A read cut short by the signal ends the run; anything else is damage.
             if !Interruption.requested.load(ordering: .relaxed) { damage = error }
+        }
+    }
+}
+
+/// What the pipeline's threads tell one another, under one lock: how many batches are read, how far each
+/// worker has prepared and worked them, and whether the reading is over. A few hand-offs per batch, none per
+/// frame.
+private final class Handoffs: @unchecked Sendable {
+    /// A worker's next step: its part of preparing a batch, or its work on a batch every part of which is prepared.
+    struct Step {
+        enum Kind { case prepare, work }
+        let kind: Kind
+        let sequence: Int
+    }
+
+    private let condition = NSCondition()
+    private var read = 0
+    private var closed = false
+    /// Batches each worker has prepared its part of, and worked.
+    private var prepared: [Int]
+    private var worked: [Int]
+    private var running: Int
+
+    init(workers: Int) {
+        prepared = Array(repeating: 0, count: workers)
+        worked = prepared
+        running = workers
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    /// Sets how many batches are read, and wakes the workers.
+    func publish(_ count: Int) {
+        locked { read = count }
+        condition.broadcast()
+    }
+
+    /// No more batches will be read.
+    func close() {
+        locked { closed = true }
+        condition.broadcast()
+    }
+
+    /// Waits for `worker`'s next step: preparing first, so that the other workers need not wait for its part;
+    /// nil once the reading is over and the worker has worked every batch read (its thread then leaves).
+    func nextStep(of worker: Int) -> Step? {
+        locked {
+            while true {
+                if prepared[worker] < read { return Step(kind: .prepare, sequence: prepared[worker]) }
+                let next = worked[worker]
+                if next < read, prepared.allSatisfy({ $0 > next }) { return Step(kind: .work, sequence: next) }
+                if closed, next == read {
+                    running -= 1
+                    condition.broadcast()
+                    return nil
+                }
+                condition.wait()
+            }
+        }
+    }
+
+    /// `worker` has taken `step`.
+    func done(_ step: Step, by worker: Int) {
+        locked {
+            switch step.kind {
+            case .prepare: prepared[worker] = step.sequence + 1
+            case .work: worked[worker] = step.sequence + 1
+            }
+        }
+        condition.broadcast()
+    }
+
+    /// Whether every worker has worked batch `sequence`.
+    func isWorked(_ sequence: Int) -> Bool {
+        locked { worked.allSatisfy { $0 > sequence } }
+    }
+
+    func waitUntilWorked(_ sequence: Int) {
+        locked {
+            while !worked.allSatisfy({ $0 > sequence }) { condition.wait() }
+        }
+    }
+
+    /// Waits until every worker's thread has left.
+    func waitForExits() {
+        locked {
+            while running > 0 { condition.wait() }
         }
     }
 }

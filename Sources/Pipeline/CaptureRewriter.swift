@@ -88,8 +88,6 @@ public enum CaptureRewriter {
         // Frames read in blocks keep their record headers, which a pcap writer of the same precision takes as
         // they are.
         let records = (writer as? PcapWriter).flatMap { $0.precision == reader.filePrecision ? $0 : nil }
-        let threads = workers.count > 1 ? WorkerThreads(count: workers.count) : nil
-        defer { threads?.stop() }
         var counts = RewriteCounts()
         // Reading and writing overlap the programs when a core is free for them: on a machine of several cores,
         // once the reader of the capture's replies (a thread of its own, if any) is done; measured on two cores,
@@ -99,9 +97,10 @@ public enum CaptureRewriter {
         let pipeline = BatchPipeline(reader: reader, workers: workers.count,
                                      overlaps: { spareCore && replies?.isComplete ?? true },
                                      progress: progress)
-        let (packetsRead, damage) = pipeline.run { batch in
-            if let partition { classify(batch, by: partition, linkType: linkType, on: threads) }
-            inParallel(on: threads) { index in workers[index].process(batch, as: index) }
+        let (packetsRead, damage) = pipeline.run { batch, part in
+            if let partition { classify(part, of: batch, by: partition, linkType: linkType) }
+        } work: { batch, index in
+            workers[index].process(batch, as: index)
         } finish: { batch in
             write(batch, to: writer, records: records, counts: &counts)
         }
@@ -125,24 +124,15 @@ public enum CaptureRewriter {
         return try run(reader: reader, writer: writer, programs: &programs, changes: changes)
     }
 
-    /// Gives each frame its worker, in as many parallel slices as there are workers.
-    private static func classify(_ batch: FrameBatch, by partition: ConnectionPartition, linkType: LinkType,
-                                 on threads: WorkerThreads?)
+    /// Gives each frame of `part` of the batch its worker.
+    private static func classify(_ part: Range<Int>, of batch: FrameBatch, by partition: ConnectionPartition,
+                                 linkType: LinkType)
     {
-        let slices = partition.workers
-        let count = batch.count
-        inParallel(on: threads) { slice in
-            for index in count * slice / slices..<count * (slice + 1) / slices {
-                let frame = batch.frames[index]
-                batch.workers[index] = partition.worker(of: batch.bytes(of: index), wireLength: frame.wireLength,
-                                                        linkType: linkType)
-            }
+        for index in part {
+            let wireLength = batch.frames[index].wireLength
+            batch.workers[index] = partition.worker(of: batch.bytes(of: index), wireLength: wireLength,
+                                                    linkType: linkType)
         }
-    }
-
-    /// Runs `body` for each worker: on the workers' threads, or on this thread for one worker.
-    private static func inParallel(on threads: WorkerThreads?, _ body: (Int) -> Void) {
-        if let threads { threads.run(body) } else { body(0) }
     }
 
     /// Writes the batch's frames in input order with the replies they caused, and counts them. Passed frames
