@@ -20,8 +20,10 @@ public enum ServiceTableBuilder {
         try checkEndpointOwners(manifests)
         let index = ManifestIndex(manifests)
         // The endpoints of every Service port (most of the work in a large cluster), found on every core.
-        let endpoints = manifests.services.concurrentMap { located in
+        let endpoints = manifests.services.concurrentMap { located -> [[Backend]] in
             let service = located.object
+            // Headless, ExternalName and IPv6-only Services are not load balanced: no endpoints to find.
+            guard (try? clusterAddress(of: service.spec, origin: located.origin)) != nil else { return [] }
             let finder = EndpointFinder(index: index, namespace: service.metadata.effectiveNamespace, service: service)
             return (service.spec.ports ?? []).map { port in
                 finder.backends(for: port, protocol: port.serviceProtocol)
