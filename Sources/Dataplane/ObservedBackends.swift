@@ -18,7 +18,7 @@ public struct ObservedBackends: Sendable {
     }
 
 
-    /// Keys of the backends, and their ports (to skip the lookup for other ports).
+    /// The backends, and their ports (to skip the lookup for other ports).
     private let backends: Set<TransportEndpoint>
     private let backendPorts: PortSet
     /// Client address, port and protocol to observations in time order.

@@ -128,4 +128,27 @@ struct DecodeTests {
         let set = PortSet(ports)
         #expect((0...65535).allSatisfy { set.contains(UInt16($0)) == ports.contains(UInt16($0)) })
     }
+
+    @Test("endpoints as map keys: each finds itself, and their one-step hashes spread over a map's buckets")
+    func endpointKeys() {
+        // Neighbours in every field: addresses, ports and protocols that differ by one.
+        let endpoints = (0..<8).flatMap { address in
+            (0..<1024).flatMap { port in
+                [6, 17, 132].map {
+                    TransportEndpoint(address: IPv4Address(0x0AF4_0100 + UInt32(address)), port: UInt16(9000 + port),
+                                      protocolNumber: UInt8($0))
+                }
+            }
+        }
+        let values = Dictionary(uniqueKeysWithValues: endpoints.enumerated().map { ($1, $0) })
+        #expect(values.count == endpoints.count)
+        #expect(endpoints.indices.allSatisfy { values[endpoints[$0]] == $0 })
+        #expect(values[TransportEndpoint(address: IPv4Address(0x0AF4_0100), port: 9000, protocolNumber: 1)] == nil)
+        // A map takes a hash's low bits as the bucket: in 2^15 buckets, 24,576 keys should fill about 53% of
+        // them, as random hashes would (the word itself, whose low byte is the protocol, would fill 384).
+        for seed in [0, 1, -1, 0x5EED] {
+            let buckets = Set(endpoints.map { $0._rawHashValue(seed: seed) & 0x7FFF })
+            #expect(buckets.count > 16_000, "seed \(seed)")
+        }
+    }
 }
