@@ -22,7 +22,7 @@ struct BatchPipeline {
     /// went through the steps; with the number of packets read. On worker `w`'s thread, `prepare(batch, part)`
     /// runs for part `w` of the batch's frames (the parts of the workers' runs of a batch are disjoint and cover
     /// it), then, once every part of the batch is prepared, `work(batch, w)`, beside the other workers' runs.
-    func run(prepare: @escaping (FrameBatch, Range<Int>) -> Void = { _, _ in },
+    func run(prepare: @escaping (FrameBatch, Range<Int>) -> Void,
              work: @escaping (FrameBatch, Int) -> Void, finish: (FrameBatch) -> Void)
         -> (packetsRead: Int, damage: CaptureError?)
     {
@@ -146,7 +146,7 @@ private final class Handoffs: @unchecked Sendable {
             while true {
                 if prepared[worker] < read { return Step(kind: .prepare, sequence: prepared[worker]) }
                 let next = worked[worker]
-                if next < read, prepared.allSatisfy({ $0 > next }) { return Step(kind: .work, sequence: next) }
+                if next < read, everyWorker(prepared, isPast: next) { return Step(kind: .work, sequence: next) }
                 if closed, next == read {
                     running -= 1
                     condition.broadcast()
@@ -170,14 +170,17 @@ private final class Handoffs: @unchecked Sendable {
 
     /// Whether every worker has worked batch `sequence`.
     func isWorked(_ sequence: Int) -> Bool {
-        locked { worked.allSatisfy { $0 > sequence } }
+        locked { everyWorker(worked, isPast: sequence) }
     }
 
     func waitUntilWorked(_ sequence: Int) {
         locked {
-            while !worked.allSatisfy({ $0 > sequence }) { condition.wait() }
+            while !everyWorker(worked, isPast: sequence) { condition.wait() }
         }
     }
+
+    /// Whether every worker's count in `counts` (`prepared` or `worked`) is past batch `sequence`.
+    private func everyWorker(_ counts: [Int], isPast sequence: Int) -> Bool { counts.allSatisfy { $0 > sequence } }
 
     /// Waits until every worker's thread has left.
     func waitForExits() {
