@@ -3,80 +3,104 @@ import Foundation
 import PacketWire
 
 /// The backends a capture's replies show (`ObservedBackends`), shared by a run's programs and filled while they
-/// run: a reader ahead of them (on a thread of its own) records sightings, and a program asking about a new
-/// connection waits until the sightings recorded so far decide it, or the capture has been read to its end. The
-/// answer is the one a complete first pass would give, whatever the threads' timing.
+/// run, in capture order: the run records the sightings of each batch of frames it reads, ahead of the programs.
+/// A program asking about a new connection waits until the sightings recorded so far decide it, or the capture
+/// has been read to its end. When the run's reading is held up (it waits for a program to move on) and a program
+/// still waits, a look-ahead reading of the capture (`lookAhead`, started once) records the frames past those
+/// recorded, to the end. The answer is the one a complete first pass would give, whatever the threads' timing.
 public final class CaptureReplies: @unchecked Sendable {
-    /// Guards `observed`, `complete` and `decidedCount`.
+    /// Guards everything below it.
     private let condition = NSCondition()
     private var observed: ObservedBackends
+    /// Frames from the capture's start whose sightings are recorded (each frame's once, in order).
+    private var scanned = 0
     private var complete = false
+    private var readingHeld = false
+    /// Starts the look-ahead reading; nil once started.
+    private var lookAhead: (@Sendable (CaptureReplies) -> Void)?
+    private var lookAheadStarted = false
     private var decidedCount = 0
     /// An unchanging copy, to decode frames without the lock.
     private let decoder: ObservedBackends
 
-    /// Replies from the endpoints of any of `tables` (the initial state and every `--apply` state).
-    public init(tables: [ServiceTable], udpTimeoutSeconds: Int64) {
+    /// Replies from the endpoints of any of `tables` (the initial state and every `--apply` state). `lookAhead`
+    /// starts a reading of the capture, on a thread of its own, that records in these replies the sightings of
+    /// the frames past `scannedFrames`, and finishes; without it, whoever records must finish.
+    public init(tables: [ServiceTable], udpTimeoutSeconds: Int64,
+                lookAhead: (@Sendable (CaptureReplies) -> Void)? = nil)
+    {
         observed = ObservedBackends(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
         decoder = observed
+        self.lookAhead = lookAhead
     }
 
-    /// The sighting a frame is, if it comes from a backend.
-    public func sighting(in frame: UnsafeMutableRawBufferPointer, linkType: LinkType, wireLength: Int,
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    /// The sighting frame number `frame` (counted from 0) is, if it comes from a backend.
+    public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
                          timestamp: Int64) -> ObservedBackends.Sighting?
     {
-        decoder.sighting(in: frame, linkType: linkType, wireLength: wireLength, timestamp: timestamp)
+        decoder.sighting(in: bytes, frame: frame, linkType: linkType, wireLength: wireLength, timestamp: timestamp)
     }
 
-    /// Records sightings, in capture order, and wakes the programs waiting for them.
-    public func record(_ sightings: [ObservedBackends.Sighting]) {
-        condition.lock()
-        for sighting in sightings { observed.record(sighting) }
+    /// Frames from the capture's start whose sightings are recorded.
+    public var scannedFrames: Int { locked { scanned } }
+
+    /// Records the sightings of the frames before number `frames` (in capture order, from frames that follow
+    /// on from those recorded, or overlap them: a frame is recorded once), and wakes the programs waiting.
+    public func record(_ sightings: [ObservedBackends.Sighting], throughFrame frames: Int) {
+        locked {
+            for sighting in sightings where sighting.frame >= scanned { observed.record(sighting) }
+            scanned = max(scanned, frames)
+        }
         condition.broadcast()
-        condition.unlock()
     }
 
     /// The capture has been read: what is not decided now never will be.
     public func finish() {
-        condition.lock()
-        complete = true
+        locked { complete = true }
         condition.broadcast()
-        condition.unlock()
+    }
+
+    /// Whether the run's reading waits for a program to move on (so that it records nothing more until then).
+    public func setReadingHeld(_ held: Bool) {
+        locked { readingHeld = held }
+        condition.broadcast()
     }
 
     /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next
     /// after `time`; nil when the whole capture holds no such reply.
     func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let position = observed.choice(for: flow, at: time, entry: entry, among: candidates) {
-                decidedCount += 1
-                return position
+        locked {
+            while true {
+                if let position = observed.choice(for: flow, at: time, entry: entry, among: candidates) {
+                    decidedCount += 1
+                    return position
+                }
+                if complete { return nil }
+                if readingHeld, let start = lookAhead {
+                    lookAhead = nil
+                    lookAheadStarted = true
+                    start(self)
+                }
+                condition.wait()
             }
-            if complete { return nil }
-            condition.wait()
         }
     }
 
+    /// Whether the look-ahead reading was needed.
+    var readAhead: Bool { locked { lookAheadStarted } }
+
     /// Whether the capture has been read to its end.
-    public var isComplete: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return complete
-    }
+    public var isComplete: Bool { locked { complete } }
 
     /// Connections whose backend came from the capture.
-    public var decided: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return decidedCount
-    }
+    public var decided: Int { locked { decidedCount } }
 
     /// Whether any backend answered in what has been read.
-    public var isEmpty: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return observed.isEmpty
-    }
+    public var isEmpty: Bool { locked { observed.isEmpty } }
 }

@@ -7,8 +7,8 @@ import PacketWire
 /// Replaying it with an independent choice would send a client's packets to one pod while the capture's
 /// replies come from another. With these observations the program gives a new connection the backend whose
 /// reply to that client address and port comes next in the capture, when that backend is still usable;
-/// connections the capture does not decide are left to the selector. Filled from a reading of the capture
-/// that runs ahead of the programs (`CaptureReplies` shares it between threads).
+/// connections the capture does not decide are left to the selector. Filled as the capture is read, ahead of
+/// the programs (`CaptureReplies` shares it between threads).
 public struct ObservedBackends: Sendable {
     /// One reply seen from a backend to a client port.
     struct Observation: Sendable {
@@ -41,21 +41,23 @@ public struct ObservedBackends: Sendable {
     /// Whether any backend answered in the capture.
     public var isEmpty: Bool { observations.isEmpty }
 
-    /// A reply seen from a backend to a client port.
+    /// A reply seen from a backend to a client port, in the capture's frame number `frame` (from 0).
     public struct Sighting: Sendable {
+        let frame: Int
         let backend: TransportEndpoint
         let client: TransportEndpoint
         let startsConnection: Bool
         let time: Int64
     }
 
-    /// The sighting a frame is, if it comes from a backend (decoding only: the observations do not change).
-    public func sighting(in frame: UnsafeMutableRawBufferPointer, linkType: LinkType, wireLength: Int,
+    /// The sighting the capture's frame number `frame` is, if it comes from a backend (decoding only: the
+    /// observations do not change).
+    public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
                          timestamp: Int64) -> Sighting?
     {
-        guard let link = try? LinkHeader(frame: frame, linkType: linkType), !link.isOutgoing,
+        guard let link = try? LinkHeader(frame: bytes, linkType: linkType), !link.isOutgoing,
               link.etherType == EtherType.ipv4,
-              let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: wireLength),
+              let ip = try? IPv4Packet(frame: bytes, offset: link.networkOffset, wireLength: wireLength),
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
         else { return nil }
@@ -64,7 +66,7 @@ public struct ObservedBackends: Sendable {
         guard backendPorts.contains(backend.port), backends.contains(backend) else { return nil }
         let isSynAck = ip.protocolNumber == IPProtocol.tcp
             && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        return Sighting(backend: backend, client: flow.destinationEndpoint,
+        return Sighting(frame: frame, backend: backend, client: flow.destinationEndpoint,
                         startsConnection: isSynAck, time: timestamp)
     }
 

@@ -1,19 +1,29 @@
 import Foundation
 import PacketIO
 
+/// Sees the capture as a `BatchPipeline` reads it, on the reading thread.
+protocol ReadingObserver {
+    /// `batch` has just been read, after `framesBefore` frames; no worker has seen it yet.
+    func read(_ batch: FrameBatch, framesBefore: Int)
+    /// The reading waits for the workers to move on (true), or goes on (false).
+    func readingHeld(_ held: Bool)
+    /// Nothing more will be read.
+    func readingEnded()
+}
+
 /// Reads a capture into `FrameBatch`es and passes each through three steps, in input order: `prepare`, in one
 /// part per worker, then `work` once per worker (each worker does both on a thread of its own), then `finish`
-/// (writing) on this thread. While `overlaps()` says so (asked before each batch is read), up to `depth` batches
-/// are in flight: the workers take the batches as they are read, each at its own pace, while this thread reads
-/// ahead and finishes behind them; no step waits for another but for the batch it needs, so a worker briefly
-/// off its core catches up instead of holding up the others. Otherwise every batch is finished before the next
-/// is read. The output is the same either way.
+/// (writing) on this thread. When `overlaps`, up to `depth` batches are in flight: the workers take the batches
+/// as they are read, each at its own pace, while this thread reads ahead and finishes behind them; no step waits
+/// for another but for the batch it needs, so a worker briefly off its core catches up instead of holding up the
+/// others. Otherwise every batch is finished before the next is read. The output is the same either way.
 struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
-    let overlaps: () -> Bool
+    let overlaps: Bool
     /// Called with the number of packets read each time it passes a multiple of `progressStep`.
     let progress: ((Int) -> Void)?
+    var observer: ReadingObserver?
     static let progressStep = 65536
     /// Batches in flight at most.
     static let depth = 8
@@ -47,25 +57,31 @@ struct BatchPipeline {
         var damage: CaptureError?
         var read = 0
         var finished = 0
+        var reading = true
         func finishNext() {
-            handoffs.waitUntilWorked(finished)
+            if !handoffs.isWorked(finished) {
+                // While reading, the wait holds the reading up.
+                if reading { observer?.readingHeld(true) }
+                handoffs.waitUntilWorked(finished)
+                if reading { observer?.readingHeld(false) }
+            }
             finish(ring[finished % Self.depth])
             finished += 1
         }
         while true {
-            let overlapping = overlaps()
-            while finished < read,
-                  !overlapping || read - finished == Self.depth || handoffs.isWorked(finished)
-            {
+            while finished < read, !overlaps || read - finished == Self.depth || handoffs.isWorked(finished) {
                 finishNext()
             }
             guard damage == nil else { break }
             let batch = ring[read % Self.depth]
             fill(batch, packetsRead: &packetsRead, damage: &damage)
             guard batch.count > 0 else { break }
+            observer?.read(batch, framesBefore: packetsRead - batch.count)
             read += 1
             handoffs.publish(read)
         }
+        reading = false
+        observer?.readingEnded()
         handoffs.close()
         while finished < read { finishNext() }
         handoffs.waitForExits()

@@ -89,14 +89,11 @@ public enum CaptureRewriter {
         // they are.
         let records = (writer as? PcapWriter).flatMap { $0.precision == reader.filePrecision ? $0 : nil }
         var counts = RewriteCounts()
-        // Reading and writing overlap the programs when a core is free for them: on a machine of several cores,
-        // once the reader of the capture's replies (a thread of its own, if any) is done; measured on two cores,
-        // overlapping beside it too slowed the run.
-        let replies = programs[0].observed
-        let spareCore = ProcessInfo.processInfo.activeProcessorCount > 1
-        let pipeline = BatchPipeline(reader: reader, workers: workers.count,
-                                     overlaps: { spareCore && replies?.isComplete ?? true },
-                                     progress: progress)
+        // Reading and writing overlap the programs when a core is free for them.
+        let overlaps = ProcessInfo.processInfo.activeProcessorCount > 1
+        let scanner = programs[0].observed.map { ReplyScanner(replies: $0, linkType: linkType) }
+        let pipeline = BatchPipeline(reader: reader, workers: workers.count, overlaps: overlaps, progress: progress,
+                                     observer: scanner)
         let (packetsRead, damage) = pipeline.run { batch, part in
             if let partition { classify(part, of: batch, by: partition, linkType: linkType) }
         } work: { batch, index in
@@ -199,39 +196,76 @@ public enum CaptureRewriter {
         return changes
     }
 
-    /// Starts reading the capture at `path` for the backends its replies show (see `ObservedBackends`), on a
-    /// thread of its own that runs ahead of the programs; they wait for it only when the replies read so far do
-    /// not decide a connection. A damaged record ends the reading quietly: the rewrite reports it, after writing
-    /// what precedes it.
+    /// The backends the replies of the capture at `path` show (see `CaptureReplies`), to be recorded as a run reads
+    /// the capture; a look-ahead reading, when the programs need it, reads the capture again on a thread of its
+    /// own. A damaged record ends that reading quietly: the run reports it, after writing what precedes it.
     public static func followReplies(path: String, tables: [ServiceTable], udpTimeoutSeconds: Int64)
         throws(CaptureError) -> CaptureReplies
     {
         nonisolated(unsafe) let reader = try PcapReader(path: path)
-        let replies = CaptureReplies(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds)
         let linkType = LinkType(dlt: reader.datalink)
-        Thread.detachNewThread {
-            var sightings: [ObservedBackends.Sighting] = []
-            var reading = true
-            while reading {
-                sightings.removeAll(keepingCapacity: true)
-                for _ in 0..<Self.sightingChunk {
-                    guard !Interruption.requested.load(ordering: .relaxed), let frame = try? reader.next() else {
-                        reading = false
-                        break
-                    }
-                    if let sighting = replies.sighting(in: frame.bytes, linkType: linkType,
-                                                       wireLength: frame.wireLength, timestamp: frame.timestamp)
-                    {
-                        sightings.append(sighting)
-                    }
-                }
-                replies.record(sightings)
-            }
-            replies.finish()
+        return CaptureReplies(tables: tables, udpTimeoutSeconds: udpTimeoutSeconds) { replies in
+            Thread.detachNewThread { readAhead(reader, into: replies, linkType: linkType) }
         }
-        return replies
     }
 
-    /// Frames read between two hand-overs of their sightings to the programs.
+    /// Reads the capture from its start and records the sightings of the frames past those recorded, to the end.
+    private static func readAhead(_ reader: PcapReader, into replies: CaptureReplies, linkType: LinkType) {
+        var sightings: [ObservedBackends.Sighting] = []
+        var number = 0
+        while !replies.isComplete {
+            let recorded = replies.scannedFrames
+            sightings.removeAll(keepingCapacity: true)
+            for _ in 0..<Self.sightingChunk {
+                guard !Interruption.requested.load(ordering: .relaxed), let frame = try? reader.next() else {
+                    replies.record(sightings, throughFrame: number)
+                    replies.finish()
+                    return
+                }
+                if number >= recorded, let sighting = replies.sighting(
+                    in: frame.bytes, frame: number, linkType: linkType, wireLength: frame.wireLength,
+                    timestamp: frame.timestamp)
+                {
+                    sightings.append(sighting)
+                }
+                number += 1
+            }
+            replies.record(sightings, throughFrame: number)
+        }
+    }
+
+    /// Frames read ahead between two hand-overs of their sightings to the programs.
     static let sightingChunk = 1024
+}
+
+/// Records the sightings of each batch the pipeline reads in the capture's replies, and tells them when the
+/// reading is held up and when it ends.
+private final class ReplyScanner: ReadingObserver {
+    let replies: CaptureReplies
+    let linkType: LinkType
+    private var sightings: [ObservedBackends.Sighting] = []
+
+    init(replies: CaptureReplies, linkType: LinkType) {
+        self.replies = replies
+        self.linkType = linkType
+    }
+
+    func read(_ batch: FrameBatch, framesBefore: Int) {
+        guard replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
+        sightings.removeAll(keepingCapacity: true)
+        for index in 0..<batch.count {
+            let frame = batch.frames[index]
+            if let sighting = replies.sighting(in: batch.bytes(of: index), frame: framesBefore + index,
+                                               linkType: linkType, wireLength: frame.wireLength,
+                                               timestamp: frame.timestamp)
+            {
+                sightings.append(sighting)
+            }
+        }
+        replies.record(sightings, throughFrame: framesBefore + batch.count)
+    }
+
+    func readingHeld(_ held: Bool) { replies.setReadingHeld(held) }
+
+    func readingEnded() { replies.finish() }
 }

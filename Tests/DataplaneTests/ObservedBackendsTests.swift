@@ -11,15 +11,15 @@ struct ObservedBackendsTests {
     func harness(replies: [(pod: String, clientPort: UInt16, time: Int64)]) throws -> Harness {
         var harness = try Harness(seed: 99)
         let observed = CaptureReplies(tables: [harness.program.table], udpTimeoutSeconds: 30)
-        for reply in replies {
+        for (number, reply) in replies.enumerated() {
             var synAck = PacketBuilder(source: reply.pod, destination: "10.0.1.2", sourcePort: 9376,
                                        destinationPort: reply.clientPort)
             synAck.flags = [.syn, .ack]
             let sighting = withFrame(synAck.ethernetFrame()) { frame in
-                observed.sighting(in: frame, linkType: .ethernet, wireLength: frame.count,
+                observed.sighting(in: frame, frame: number, linkType: .ethernet, wireLength: frame.count,
                                   timestamp: harness.now + reply.time)
             }
-            observed.record(sighting.0.map { [$0] } ?? [])
+            observed.record(sighting.0.map { [$0] } ?? [], throughFrame: number + 1)
         }
         observed.finish()
         harness.program = ServiceLoadBalancer(table: harness.program.table, linkType: .ethernet,
@@ -45,19 +45,19 @@ struct ObservedBackendsTests {
                                    destinationPort: 40000)
         synAck.flags = [.syn, .ack]
         let sighting = try #require(withFrame(synAck.ethernetFrame()) { frame in
-            observed.sighting(in: frame, linkType: .ethernet, wireLength: frame.count,
+            observed.sighting(in: frame, frame: 1, linkType: .ethernet, wireLength: frame.count,
                               timestamp: harness.now + 50_000_000)
         }.0)
         let unrelated = PacketBuilder(source: "10.244.1.11", destination: "10.0.1.9", sourcePort: 9376,
                                       destinationPort: 50000)
         let other = try #require(withFrame(unrelated.ethernetFrame()) { frame in
-            observed.sighting(in: frame, linkType: .ethernet, wireLength: frame.count, timestamp: harness.now)
+            observed.sighting(in: frame, frame: 0, linkType: .ethernet, wireLength: frame.count, timestamp: harness.now)
         }.0)
         // The reader records an unrelated reply, then, later, the one that decides; then the capture ends.
         Thread.detachNewThread {
-            observed.record([other])
+            observed.record([other], throughFrame: 1)
             Thread.sleep(forTimeInterval: 0.2)
-            observed.record([sighting])
+            observed.record([sighting], throughFrame: 2)
             Thread.sleep(forTimeInterval: 0.2)
             observed.finish()
         }

@@ -101,22 +101,6 @@ struct BlockReadingRewriteTests {
         }
     }
 
-    /// Runs `body` with a temporary Ethernet capture of `frames` (one a microsecond), removed afterwards.
-    func withCapture(_ frames: [[UInt8]], snapLength: Int32, _ body: (String) throws -> Void) throws {
-        let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let capture = directory + "/frames.pcap"
-        let writer = try PcapWriter(path: capture, datalink: 1, snapLength: snapLength, precision: .microseconds)
-        for (n, frame) in frames.enumerated() {
-            frame.withUnsafeBytes {
-                writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
-            }
-        }
-        try writer.close()
-        try body(capture)
-    }
-
     @Test("frames of up to 256 KiB, beside service traffic, rewrite the same read in blocks or by libpcap")
     func largeFrames() throws {
         let frames = (0..<120).map { n in
@@ -156,9 +140,9 @@ struct BlockReadingRewriteTests {
         try withCapture(frames, snapLength: 65535) { capture in
             /// The frames as `finish` sees them: each worker gives the frames of its part their owners; then each
             /// writes its number into the frames it owns and counts every frame in its own byte.
-            func run(overlaps: @escaping () -> Bool) throws -> [[UInt8]] {
+            func run(overlaps: Bool, observer: ReadingLog) throws -> [[UInt8]] {
                 let pipeline = BatchPipeline(reader: try PcapReader(path: capture), workers: workers,
-                                             overlaps: overlaps, progress: nil)
+                                             overlaps: overlaps, progress: nil, observer: observer)
                 var seen: [[UInt8]] = []
                 let (read, damage) = pipeline.run { batch, part in
                     for index in part {
@@ -182,12 +166,58 @@ struct BlockReadingRewriteTests {
                 seen.count != expected.count ? min(seen.count, expected.count)
                     : seen.indices.first { seen[$0] != expected[$0] }
             }
-            let (never, always) = (firstWrong(try run { false }), firstWrong(try run { true }))
-            nonisolated(unsafe) var turn = false
-            let switching = firstWrong(try run { turn.toggle(); return turn })
-            #expect(never == nil)
-            #expect(always == nil)
-            #expect(switching == nil, "switching from batch to batch")
+            for overlaps in [false, true] {
+                let log = ReadingLog(workers: workers)
+                let wrong = firstWrong(try run(overlaps: overlaps, observer: log))
+                #expect(wrong == nil, "overlapping: \(overlaps)")
+                #expect(log.framesSeen == frameCount && log.allUnworked, "every frame, before any worker saw it")
+                #expect(log.heldInTurn && log.ended == 1, "held up and let go in turn, then ended once")
+            }
         }
     }
+}
+
+/// What a `BatchPipeline` showed its observer: the batches in order, each before any worker touched it (the
+/// bytes after a frame's number still zero), hold-ups, each let go before the next and before the end, and the end.
+private final class ReadingLog: ReadingObserver {
+    let workers: Int
+    private(set) var framesSeen = 0
+    private(set) var allUnworked = true
+    private var held = false
+    private(set) var heldInTurn = true
+    private(set) var ended = 0
+
+    init(workers: Int) { self.workers = workers }
+
+    func read(_ batch: FrameBatch, framesBefore: Int) {
+        allUnworked = allUnworked && framesBefore == framesSeen
+            && (0..<batch.count).allSatisfy { batch.bytes(of: $0)[3..<4 + workers].allSatisfy { $0 == 0 } }
+        framesSeen += batch.count
+    }
+
+    func readingHeld(_ held: Bool) {
+        heldInTurn = heldInTurn && held != self.held && ended == 0
+        self.held = held
+    }
+
+    func readingEnded() {
+        heldInTurn = heldInTurn && !held
+        ended += 1
+    }
+}
+
+/// Runs `body` with a temporary Ethernet capture of `frames` (one a microsecond), removed afterwards.
+func withCapture(_ frames: [[UInt8]], snapLength: Int32, _ body: (String) throws -> Void) throws {
+    let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let capture = directory + "/frames.pcap"
+    let writer = try PcapWriter(path: capture, datalink: 1, snapLength: snapLength, precision: .microseconds)
+    for (n, frame) in frames.enumerated() {
+        frame.withUnsafeBytes {
+            writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
+        }
+    }
+    try writer.close()
+    try body(capture)
 }
