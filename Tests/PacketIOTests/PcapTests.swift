@@ -82,9 +82,38 @@ struct PcapTests {
         #expect(throws: CaptureError.self) {
             try PcapWriter(path: "/nonexistent/dir/out.pcap", datalink: 1, snapLength: 65535, precision: .microseconds)
         }
+        do {
+            _ = try PcapWriter(path: "/nonexistent/out.pcap", datalink: 1, snapLength: 65535, precision: .microseconds)
+        } catch {
+            #expect(error.description == "/nonexistent/out.pcap: No such file or directory", "the path named once")
+        }
         guard FileManager.default.isWritableFile(atPath: "/dev/full") else { return }
         let writer = try PcapWriter(path: "/dev/full", datalink: 1, snapLength: 65535, precision: .microseconds)
         frames[0].withUnsafeBytes { writer.write($0, wireLength: frames[0].count, timestamp: 0) }
         #expect(throws: CaptureError.self) { try writer.close() }
+    }
+
+    @Test("a file written over holds the new capture alone, whether it is emptied before, during or after the writing",
+          arguments: [1, 2_000, 40_000])
+    func writtenOver(records: Int) throws {
+        let path = temporaryPath("over.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // The old file, longer than the new one; then a new one of `records` 1 KiB records, written a run at a
+        // time while the old one is emptied: past 32 MiB the writer waits for it.
+        try Data(repeating: 0xEE, count: 48 << 20).write(to: URL(fileURLWithPath: path))
+        let record = [UInt8](repeating: 0, count: 16) + [UInt8](repeating: 0x5A, count: 1008)
+        let run = [[UInt8]](repeating: record, count: 100).flatMap { $0 }
+        let writer = try PcapWriter(path: path, datalink: 1, snapLength: 65535, precision: .microseconds)
+        for start in stride(from: 0, to: records, by: 100) {
+            let count = min(100, records - start)
+            run.withUnsafeBytes {
+                writer.writeRecords(UnsafeRawBufferPointer(rebasing: $0[0..<count * 1024]), count: count)
+            }
+        }
+        try writer.close()
+        let written = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(written.count == 24 + records * 1024)
+        #expect(written.dropFirst(24).allSatisfy { $0 != 0xEE }, "nothing of the old file is left")
+        #expect(written.prefix(4) == Data([0xD4, 0xC3, 0xB2, 0xA1]), "libpcap's header first")
     }
 }
