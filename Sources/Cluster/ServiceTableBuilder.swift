@@ -19,15 +19,20 @@ public enum ServiceTableBuilder {
         var nodePortOwners: [NodePort: String] = [:]
         try checkEndpointOwners(manifests)
         let index = ManifestIndex(manifests)
-        // The endpoints of every Service port (most of the work in a large cluster), found on every core.
-        let endpoints = manifests.services.concurrentMap { located -> [[Backend]] in
+        // Each Service's ClusterIP and the endpoints of each of its ports (most of the work in a large cluster),
+        // found on every core; errors are thrown below, in the file's order.
+        let found = manifests.services.concurrentMap {
+            located -> (clusterIP: Result<IPv4Address?, ManifestError>, backends: [[Backend]]) in
             let service = located.object
-            // Headless, ExternalName and IPv6-only Services are not load balanced: no endpoints to find.
-            guard (try? clusterAddress(of: service.spec, origin: located.origin)) != nil else { return [] }
-            let finder = EndpointFinder(index: index, namespace: service.metadata.effectiveNamespace, service: service)
-            return (service.spec.ports ?? []).map { port in
-                finder.backends(for: port, protocol: port.serviceProtocol)
+            let clusterIP = Result { () throws(ManifestError) in
+                try clusterAddress(of: service.spec, origin: located.origin)
             }
+            // Headless, ExternalName and IPv6-only Services are not load balanced: no endpoints to find.
+            guard case .success(.some) = clusterIP else { return (clusterIP, []) }
+            let finder = EndpointFinder(index: index, namespace: service.metadata.effectiveNamespace, service: service)
+            return (clusterIP, (service.spec.ports ?? []).map { port in
+                finder.backends(for: port, protocol: port.serviceProtocol)
+            })
         }
         for (serviceIndex, located) in manifests.services.enumerated() {
             let service = located.object
@@ -42,7 +47,7 @@ public enum ServiceTableBuilder {
             }
             let affinity = try sessionAffinity(of: spec, origin: located.origin)
             let exposure = try Exposure(spec, status: service.status, origin: located.origin)
-            guard let clusterIP = try clusterAddress(of: spec, origin: located.origin) else {
+            guard let clusterIP = try found[serviceIndex].clusterIP.get() else {
                 let kind = spec.type == "ExternalName" ? "ExternalName"
                     : spec.clusterIP == "None" ? "headless" : "no IPv4 ClusterIP"
                 unserved += ports.isEmpty ? ["\(serviceName) (\(kind): not load balanced)"] : ports.map {
@@ -63,7 +68,7 @@ public enum ServiceTableBuilder {
                     throw ManifestError(origin: located.origin, field: "spec.ports",
                                         message: "\(frontend) is listed twice")
                 }
-                let backends = endpoints[serviceIndex][portIndex]
+                let backends = found[serviceIndex].backends[portIndex]
                 let usable = ServicePortEntry.usable(Array(backends.indices), of: backends)
                 var entry = ServicePortEntry(name: name, frontend: frontend, backends: backends,
                                              usableBackends: usable, affinity: affinity)
