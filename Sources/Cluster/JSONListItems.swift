@@ -52,7 +52,7 @@ struct JSONListItems {
         var position = 0
 
         mutating func skipSpace() {
-            while position < text.count, [9, 10, 13, 32].contains(text[position]) { position += 1 }
+            while position < text.count, text[position].isWhiteSpace { position += 1 }
         }
 
         /// Steps over `byte` if it comes next.
@@ -101,4 +101,9 @@ struct JSONListItems {
             return depth == 0
         }
     }
+}
+
+extension UInt8 {
+    /// A space, tab, line feed or carriage return: white space in JSON, and after YAML's `---`.
+    var isWhiteSpace: Bool { self == 32 || self == 9 || self == 10 || self == 13 }
 }

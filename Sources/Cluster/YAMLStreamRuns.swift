@@ -33,6 +33,6 @@ enum YAMLStreamRuns {
     private static func startsDocument(_ line: Substring.UTF8View) -> Bool {
         guard line.starts(with: "---".utf8) else { return false }
         guard let after = line.dropFirst(3).first else { return true }
-        return [9, 10, 13, 32].contains(after)
+        return after.isWhiteSpace
     }
 }
