@@ -244,18 +244,20 @@ struct ListingTimeOption: ParsableArguments {
         "List the conntrack table as it stands at capture time TIME (seconds since the Unix epoch, say when the "
             + "conntrack -L to compare with was taken, or +SECONDS after the last packet), not at the last packet: "
             + "timeouts count down to TIME and entries expired by then are left out. A time before the last packet "
-            + "is the last packet's.", valueName: "TIME"))
-    var time: String?
+            + "is the last packet's.", valueName: "TIME"), transform: ListingTimeOption.parse)
+    var time: (relative: Bool, nanoseconds: Int64)?
 
-    func validate() throws {
-        if let time, CaptureTimeText.parse(time[...]) == nil {
-            throw ValidationError("--conntrack-at \(time): expected seconds since the epoch, or +SECONDS.")
+    /// `TIME` as `CaptureTimeText` reads it.
+    static func parse(_ text: String) throws -> (relative: Bool, nanoseconds: Int64) {
+        guard let time = CaptureTimeText.parse(text[...]) else {
+            throw ValidationError("expected seconds since the epoch, or +SECONDS.")
         }
+        return time
     }
 
     /// The listing time in nanoseconds on the capture's clock, given the last packet's time.
     func nanoseconds(lastPacket: Int64) -> Int64 {
-        guard let time = time.flatMap({ CaptureTimeText.parse($0[...]) }) else { return lastPacket }
+        guard let time else { return lastPacket }
         return time.relative ? lastPacket + time.nanoseconds : time.nanoseconds
     }
 }

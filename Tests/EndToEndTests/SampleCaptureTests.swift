@@ -219,7 +219,8 @@ struct CommandLineTests {
         let bad = try svcplane("conntrack", "-r", capture, "-f", "\(Repository.pcaps)/single-pod.yaml",
                                "--conntrack-at", "soon")
         #expect(bad.status == 2)
-        #expect(bad.standardError.contains("--conntrack-at soon: expected seconds since the epoch, or +SECONDS."))
+        #expect(bad.standardError.contains(
+            "The value 'soon' is invalid for '--conntrack-at <TIME>': expected seconds since the epoch, or +SECONDS."))
     }
 
     @Test("--timing prints one line of wall-clock times on stderr, --quiet or not, and changes no output")
