@@ -125,15 +125,14 @@ public final class PcapWriter {
 
     /// Hands records to the file's stream, or keeps them while the file is being emptied (and there is room).
     private func emit(_ bytes: UnsafeRawBufferPointer) {
-        if truncation != nil {
-            if truncation!.isFinished || pendingCount + bytes.count > pending.count {
-                finishTruncation()
-            } else {
+        if let truncation {
+            if !truncation.isFinished, pendingCount + bytes.count <= pending.count {
                 UnsafeMutableRawBufferPointer(rebasing: pending[pendingCount..<pendingCount + bytes.count])
                     .copyMemory(from: bytes)
                 pendingCount += bytes.count
                 return
             }
+            finishTruncation()
         }
         if let dumper { fwrite(bytes.baseAddress, 1, bytes.count, pcap_dump_file(dumper)) }
     }
