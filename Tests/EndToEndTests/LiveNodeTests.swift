@@ -87,8 +87,9 @@ struct LiveNodeTests {
         #expect(udp.standardOutput.split(separator: "\n").map { String($0.split(separator: " ").last ?? "") }
             == (0..<6).map { Self.pods[$0 % 3] })
 
-        let sticky = try (0..<6).map { _ in try topology.curl("10.96.148.207").answer }
-        #expect(Set(sticky).count == 1 && sticky[0] != nil, "ClientIP affinity: one pod for every request")
+        let sticky = try (0..<6).map { _ in try topology.curl("10.96.148.207") }
+        #expect(Set(sticky.map(\.answer)).count == 1 && sticky[0].answer != nil,
+                "ClientIP affinity: one pod for every request (answers and curl statuses: \(sticky))")
 
         let started = Date()
         let refused = try topology.curl("10.96.148.208")
