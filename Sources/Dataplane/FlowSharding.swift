@@ -6,7 +6,10 @@ import PacketWire
 /// and after NAT, land in the same shard.
 ///
 /// A packet's key is its client's: the side that is not an endpoint, else the side that is not a Service
-/// frontend (the sets of every cluster state of the run, so a removed endpoint's late replies still count). A
+/// frontend (the sets of every cluster state of the run, so a removed endpoint's late replies still count). When
+/// only one side's port is that of a frontend or endpoint, and of none with ClientIP affinity, the other side is
+/// the client without a lookup (a flow on such a port that is no Service's is never translated: any choice that
+/// is the same for both its directions serves it). A
 /// client's key is a hash of its address and port, or of its address alone for a Service port with ClientIP
 /// affinity or sharing an endpoint with one (so that one shard sees all of a client's connections to it); on a
 /// node address it is the port, since masqueraded replies come back to the node: the masquerade port is chosen
@@ -28,9 +31,11 @@ public struct FlowSharding: Sendable {
         static let stickyBackend = Role(rawValue: 8)
     }
 
-    /// The roles of every frontend and endpoint: one lookup per side of a packet whose port is in `rolePorts`.
+    /// The roles of every frontend and endpoint: one lookup per side of a packet whose port is in `rolePorts`,
+    /// when both sides' ports are, or one side's is in `stickyPorts` (those of sticky roles).
     private let roles: [TransportEndpoint: Role]
     private let rolePorts: PortSet
+    private let stickyPorts: PortSet
     private let frontendAddresses: Set<IPv4Address>
     private let backendAddresses: Set<IPv4Address>
     private let nodeAddresses: [IPv4Address]
@@ -91,6 +96,8 @@ public struct FlowSharding: Sendable {
         }
         self.roles = roles
         rolePorts = PortSet((frontendIDs.keys.map(\.port) + backendIDs.keys.map(\.port)))
+        stickyPorts = PortSet(roles.filter { !$0.value.isDisjoint(with: [.stickyFrontend, .stickyBackend]) }
+            .map(\.key.port))
         frontendAddresses = Set(frontendIDs.keys.map(\.address)).subtracting(nodeAddresses)
         backendAddresses = Set(backendIDs.keys.map(\.address))
         self.nodeAddresses = nodeAddresses
@@ -120,25 +127,46 @@ public struct FlowSharding: Sendable {
         return sticky ? FlowHash.hash(address) : FlowHash.hash(address, port: port)
     }
 
+    /// The key of a frame, from the few fields it needs, read where a valid packet has them without validating the
+    /// rest: a malformed packet, which the program passes unchanged and which changes no state, may go to any
+    /// shard, as long as it is always the same one.
     private func key(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> UInt64 {
         guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4,
-              let ip = try? IPv4Packet(frame: frame, offset: link.networkOffset, wireLength: wireLength)
+              frame.count >= link.networkOffset + 20
         else { return 0 }
-        if !ip.isLaterFragment, let transport = try? TransportHeader(ip: ip) {
-            return key(of: FlowKey(ip: ip, transport: transport))
+        let ipOffset = link.networkOffset
+        let source = IPv4Address(frame.u32(ipOffset + 12))
+        let destination = IPv4Address(frame.u32(ipOffset + 16))
+        let protocolNumber = frame.u8(ipOffset + 9)
+        let isLaterFragment = frame.u16(ipOffset + 6) & 0x1FFF != 0
+        let portsOffset = ipOffset + Int(frame.u8(ipOffset) & 0x0F) * 4
+        if !isLaterFragment, protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp
+            || protocolNumber == IPProtocol.sctp, frame.count >= portsOffset + 4
+        {
+            return key(of: FlowKey(source: source, destination: destination, sourcePort: frame.u16(portsOffset),
+                                   destinationPort: frame.u16(portsOffset + 2), protocolNumber: protocolNumber))
         }
-        if ip.protocolNumber == IPProtocol.icmp, !ip.isLaterFragment, let icmp = try? ICMPv4Message(ip: ip),
-           let quoted = try? QuotedDatagram(icmp: icmp)
+        if protocolNumber == IPProtocol.icmp, !isLaterFragment,
+           let ip = try? IPv4Packet(frame: frame, offset: ipOffset, wireLength: wireLength),
+           let icmp = try? ICMPv4Message(ip: ip), let quoted = try? QuotedDatagram(icmp: icmp)
         {
             return key(of: quoted.flow)
         }
-        return addressKey(source: ip.source, destination: ip.destination)
+        return addressKey(source: source, destination: destination)
     }
 
-    /// The key of a packet with ports: its client side, found from the endpoints, then the frontends.
+    /// The key of a packet with ports: its client side, found from the ports, else from the endpoints, then the
+    /// frontends.
     private func key(of flow: FlowKey) -> UInt64 {
         let source = flow.sourceEndpoint
         let destination = flow.destinationEndpoint
+        let sourceIsService = rolePorts.contains(source.port)
+        if sourceIsService != rolePorts.contains(destination.port),
+           !stickyPorts.contains(sourceIsService ? source.port : destination.port)
+        {
+            let client = sourceIsService ? destination : source
+            return Self.clientKey(client.address, client.port, sticky: false, nodeAddresses: nodeAddresses)
+        }
         // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
         // Service's node port.
         let sourceRole = rolePorts.contains(source.port) ? roles[source] ?? [] : []

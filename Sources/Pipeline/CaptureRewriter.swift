@@ -252,6 +252,10 @@ private final class ReplyScanner: ReadingObserver {
 
     func read(_ batch: FrameBatch, framesBefore: Int) {
         guard replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
+        // Appending to a local array, not to the property (whose every access this class would check).
+        var sightings = self.sightings
+        self.sightings = []
+        defer { self.sightings = sightings }
         sightings.removeAll(keepingCapacity: true)
         for index in 0..<batch.count {
             let frame = batch.frames[index]

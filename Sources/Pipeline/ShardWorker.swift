@@ -27,7 +27,7 @@ struct ShardWorker {
         let lane = batch.lanes.baseAddress! + index
         for frameIndex in 0..<batch.count {
             let frame = batch.frames[frameIndex]
-            applyChanges(upTo: frame.timestamp)
+            if !pending.isEmpty { applyChanges(upTo: frame.timestamp) }
             guard batch.workers[frameIndex] == index else {
                 program.advanceClock(to: frame.timestamp)
                 continue

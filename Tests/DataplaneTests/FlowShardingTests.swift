@@ -51,6 +51,34 @@ struct FlowShardingTests {
         #expect(spread == [0, 1, 2, 3], "connections spread over the shards")
     }
 
+    @Test("flows on a Service's port number that are no Service's, and clients on such a port, share a shard both ways")
+    func portNumberCollisions() throws {
+        var manifests = ClusterManifests()
+        try ManifestLoader.load(yaml: manifest, name: "manifest", into: &manifests)
+        let sharding = FlowSharding(tables: [try ServiceTableBuilder.build(manifests)], nodeAddresses: [])
+        func shard(_ from: (String, UInt16), _ to: (String, UInt16)) -> Int {
+            let packet = PacketBuilder(source: from.0, destination: to.0, sourcePort: from.1, destinationPort: to.1)
+            return withFrame(packet.ethernetFrame()) {
+                sharding.shard(of: $0, wireLength: $0.count, linkType: .ethernet, count: 256)
+            }.0
+        }
+        for client in 0..<64 {
+            let address = "172.16.0.\(client + 1)"
+            // A web server outside the cluster on port 80 (a frontend's port): decided by the port numbers alone.
+            let server = ("93.184.216.\(client + 1)", UInt16(80))
+            #expect(shard((address, 40000), server) == shard(server, (address, 40000)))
+            // A client whose own port is an endpoint's (9376) or a frontend's (80), to the Service and back from
+            // a pod: decided by the endpoints, and the same as for its other connections' keys.
+            for port: UInt16 in [9376, 80] {
+                let request = shard((address, port), ("10.96.148.206", 80))
+                #expect(request == shard(("10.244.2.11", 9376), (address, port)))
+                #expect(request == shard(("10.244.3.11", 9376), (address, port)))
+            }
+        }
+        let spread = Set((0..<64).map { shard(("172.16.0.\($0 + 1)", 40000), ("93.184.216.34", 80)) })
+        #expect(spread.count > 32, "flows decided by their port numbers spread over the shards")
+    }
+
     @Test("Services sharing an endpoint share ClientIP stickiness: all of a client's connections to either land together")
     func sharedEndpointStickiness() throws {
         var manifests = ClusterManifests()
