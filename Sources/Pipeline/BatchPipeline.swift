@@ -12,8 +12,8 @@ protocol ReadingObserver {
 }
 
 /// Reads a capture into `FrameBatch`es and passes each through three steps, in input order: `prepare`, in one
-/// part per worker, then `work` once per worker (each worker does both on a thread of its own), then `finish`
-/// (writing) on this thread. When `overlaps`, up to `depth` batches are in flight: the workers take the batches
+/// part per worker, each part taken by whichever worker is free first, then `work` once per worker (each worker
+/// on a thread of its own), then `finish` (writing) on this thread. When `overlaps`, up to `depth` batches are in flight: the workers take the batches
 /// as they are read, each at its own pace, while this thread reads ahead and finishes behind them; no step waits
 /// for another but for the batch it needs, so a worker briefly off its core catches up instead of holding up the
 /// others. Otherwise every batch is finished before the next is read. The output is the same either way.
@@ -29,23 +29,25 @@ struct BatchPipeline {
     static let depth = 8
 
     /// Runs the capture to its end, an interruption, or damage, which is returned after every frame before it
-    /// went through the steps; with the number of packets read. On worker `w`'s thread, `prepare(batch, part)`
-    /// runs for part `w` of the batch's frames (the parts of the workers' runs of a batch are disjoint and cover
-    /// it), then, once every part of the batch is prepared, `work(batch, w)`, beside the other workers' runs.
+    /// went through the steps; with the number of packets read. On the workers' threads, `prepare(batch, part)`
+    /// runs once for each of `workers` parts of the batch's frames (disjoint, covering it), on whichever worker
+    /// takes the part (preparing comes first, so that no worker waits for a part another has yet to start);
+    /// once every part of the batch is prepared, `work(batch, w)` runs on worker `w`'s thread, beside the other
+    /// workers' runs.
     func run(prepare: @escaping (FrameBatch, Range<Int>) -> Void,
              work: @escaping (FrameBatch, Int) -> Void, finish: (FrameBatch) -> Void)
         -> (packetsRead: Int, damage: CaptureError?)
     {
         nonisolated(unsafe) let ring = (0..<Self.depth).map { _ in FrameBatch(workers: workers) }
-        let handoffs = Handoffs(workers: workers)
+        let handoffs = Handoffs(workers: workers, depth: Self.depth)
         nonisolated(unsafe) let (prepare, work) = (prepare, work)
         for worker in 0..<workers {
             Thread.detachNewThread { [workers] in
                 while let step = handoffs.nextStep(of: worker) {
                     let batch = ring[step.sequence % Self.depth]
                     switch step.kind {
-                    case .prepare:
-                        prepare(batch, batch.count * worker / workers..<batch.count * (worker + 1) / workers)
+                    case .prepare(let part):
+                        prepare(batch, batch.count * part / workers..<batch.count * (part + 1) / workers)
                     case .work:
                         work(batch, worker)
                     }
@@ -112,28 +114,33 @@ struct BatchPipeline {
     }
 }
 
-/// What the pipeline's threads tell one another, under one lock: how many batches are read, how far each
-/// worker has prepared and worked them, and whether the reading is over. A few hand-offs per batch, none per
-/// frame.
+/// What the pipeline's threads tell one another, under one lock: how many batches are read, which parts of them
+/// are taken and prepared, how far each worker has worked them, and whether the reading is over. A few hand-offs
+/// per batch, none per frame.
 private final class Handoffs: @unchecked Sendable {
-    /// A worker's next step: its part of preparing a batch, or its work on a batch every part of which is prepared.
+    /// A worker's next step: preparing a part of a batch, or its work on a batch every part of which is prepared.
     struct Step {
-        enum Kind { case prepare, work }
+        enum Kind { case prepare(part: Int), work }
         let kind: Kind
         let sequence: Int
     }
 
     private let condition = NSCondition()
+    private let workers: Int
     private var read = 0
     private var closed = false
-    /// Batches each worker has prepared its part of, and worked.
-    private var prepared: [Int]
+    /// Parts taken to prepare, counted over the batches in order (`workers` parts a batch).
+    private var partsTaken = 0
+    /// Parts prepared of the batch in each slot of the ring of `depth` batches.
+    private var partsPrepared: [Int]
+    /// Batches each worker has worked.
     private var worked: [Int]
     private var running: Int
 
-    init(workers: Int) {
-        prepared = Array(repeating: 0, count: workers)
-        worked = prepared
+    init(workers: Int, depth: Int) {
+        self.workers = workers
+        partsPrepared = Array(repeating: 0, count: depth)
+        worked = Array(repeating: 0, count: workers)
         running = workers
     }
 
@@ -143,9 +150,13 @@ private final class Handoffs: @unchecked Sendable {
         return body()
     }
 
-    /// Sets how many batches are read, and wakes the workers.
+    /// Sets how many batches are read, and wakes the workers. (A batch's slot is reused once every worker has
+    /// worked the batch before it there.)
     func publish(_ count: Int) {
-        locked { read = count }
+        locked {
+            for sequence in read..<count { partsPrepared[sequence % partsPrepared.count] = 0 }
+            read = count
+        }
         condition.broadcast()
     }
 
@@ -155,14 +166,19 @@ private final class Handoffs: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// Waits for `worker`'s next step: preparing first, so that the other workers need not wait for its part;
-    /// nil once the reading is over and the worker has worked every batch read (its thread then leaves).
+    /// Waits for `worker`'s next step: the next part to prepare, if any, first; nil once the reading is over and
+    /// the worker has worked every batch read (its thread then leaves).
     func nextStep(of worker: Int) -> Step? {
         locked {
             while true {
-                if prepared[worker] < read { return Step(kind: .prepare, sequence: prepared[worker]) }
+                if partsTaken < read * workers {
+                    defer { partsTaken += 1 }
+                    return Step(kind: .prepare(part: partsTaken % workers), sequence: partsTaken / workers)
+                }
                 let next = worked[worker]
-                if next < read, everyWorker(prepared, isPast: next) { return Step(kind: .work, sequence: next) }
+                if next < read, partsPrepared[next % partsPrepared.count] == workers {
+                    return Step(kind: .work, sequence: next)
+                }
                 if closed, next == read {
                     running -= 1
                     condition.broadcast()
@@ -177,7 +193,7 @@ private final class Handoffs: @unchecked Sendable {
     func done(_ step: Step, by worker: Int) {
         locked {
             switch step.kind {
-            case .prepare: prepared[worker] = step.sequence + 1
+            case .prepare: partsPrepared[step.sequence % partsPrepared.count] += 1
             case .work: worked[worker] = step.sequence + 1
             }
         }
@@ -186,17 +202,16 @@ private final class Handoffs: @unchecked Sendable {
 
     /// Whether every worker has worked batch `sequence`.
     func isWorked(_ sequence: Int) -> Bool {
-        locked { everyWorker(worked, isPast: sequence) }
+        locked { everyWorkerWorked(sequence) }
     }
 
     func waitUntilWorked(_ sequence: Int) {
         locked {
-            while !everyWorker(worked, isPast: sequence) { condition.wait() }
+            while !everyWorkerWorked(sequence) { condition.wait() }
         }
     }
 
-    /// Whether every worker's count in `counts` (`prepared` or `worked`) is past batch `sequence`.
-    private func everyWorker(_ counts: [Int], isPast sequence: Int) -> Bool { counts.allSatisfy { $0 > sequence } }
+    private func everyWorkerWorked(_ sequence: Int) -> Bool { worked.allSatisfy { $0 > sequence } }
 
     /// Waits until every worker's thread has left.
     func waitForExits() {

@@ -120,12 +120,12 @@ struct BlockReadingRewriteTests {
         }
     }
 
-    @Test("batches come out in input order, prepared and worked by every worker, whether or not they overlap the reading")
+    @Test("batches come out in input order, each part prepared once, worked by every worker, overlapping the reading or not")
     func overlapping() throws {
         let frameCount = 3 * BatchPipeline.depth * FrameBatch.maximumFrames + 123
         let workers = 3
-        // Frame n holds n in its first three bytes, then zeros: its owner's, then one for each worker to count the
-        // frames it saw.
+        // Frame n holds n in its first three bytes, then zeros: its owner's, one for each worker to count the frames
+        // it saw, and one to count the times it was prepared.
         let frames = (0..<frameCount).map { number in
             [16, 8, 0].map { UInt8(truncatingIfNeeded: number >> $0) } + [UInt8](repeating: 0, count: 57 + number % 7)
         }
@@ -135,11 +135,12 @@ struct BlockReadingRewriteTests {
             var frame = frame
             frame[3] = UInt8(owner(number))
             for worker in 0..<workers { frame[4 + worker] = 1 }
+            frame[4 + workers] = 1
             return frame
         }
         try withCapture(frames, snapLength: 65535) { capture in
-            /// The frames as `finish` sees them: each worker gives the frames of its part their owners; then each
-            /// writes its number into the frames it owns and counts every frame in its own byte.
+            /// The frames as `finish` sees them: the parts' frames are given their owners (and counted); then each
+            /// worker writes its number into the frames it owns and counts every frame in its own byte.
             func run(overlaps: Bool, observer: ReadingLog) throws -> [[UInt8]] {
                 let pipeline = BatchPipeline(reader: try PcapReader(path: capture), workers: workers,
                                              overlaps: overlaps, progress: nil, observer: observer)
@@ -148,6 +149,7 @@ struct BlockReadingRewriteTests {
                     for index in part {
                         let bytes = batch.bytes(of: index)
                         batch.workers[index] = owner(Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2]))
+                        bytes[4 + workers] &+= 1
                     }
                 } work: { batch, worker in
                     for index in 0..<batch.count {
@@ -191,7 +193,7 @@ private final class ReadingLog: ReadingObserver {
 
     func read(_ batch: FrameBatch, framesBefore: Int) {
         allUnworked = allUnworked && framesBefore == framesSeen
-            && (0..<batch.count).allSatisfy { batch.bytes(of: $0)[3..<4 + workers].allSatisfy { $0 == 0 } }
+            && (0..<batch.count).allSatisfy { batch.bytes(of: $0)[3...4 + workers].allSatisfy { $0 == 0 } }
         framesSeen += batch.count
     }
 
