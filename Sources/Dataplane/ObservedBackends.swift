@@ -82,6 +82,13 @@ public struct ObservedBackends: Sendable {
     /// Records a sighting: a TCP SYN/ACK, the first packet of a backend and client port pair, or a UDP datagram
     /// after more than a UDP timeout of silence starts an observation; other packets extend the pair's latest.
     public mutating func record(_ sighting: Sighting) {
+        // Another TCP packet of a pair already seen changes nothing (the time of a pair's last packet matters to
+        // UDP alone): found without the cost of changing the map.
+        if sighting.backend.protocolNumber == IPProtocol.tcp, !sighting.startsConnection,
+           observations[sighting.client]?.contains(where: { $0.backend == sighting.backend }) == true
+        {
+            return
+        }
         Self.record(&observations[sighting.client, default: []], backend: sighting.backend,
                     startsConnection: sighting.startsConnection, at: sighting.time, udpTimeout: udpTimeout)
     }
