@@ -13,10 +13,11 @@ protocol ReadingObserver {
 
 /// Reads a capture into `FrameBatch`es and passes each through three steps, in input order: `prepare`, in one
 /// part per worker, each part taken by whichever worker is free first, then `work` once per worker (each worker
-/// on a thread of its own), then `finish` (writing) on this thread. When `overlaps`, up to `depth` batches are in flight: the workers take the batches
-/// as they are read, each at its own pace, while this thread reads ahead and finishes behind them; no step waits
-/// for another but for the batch it needs, so a worker briefly off its core catches up instead of holding up the
-/// others. Otherwise every batch is finished before the next is read. The output is the same either way.
+/// on a thread of its own), then `finish` (writing) on this thread. When `overlaps`, up to `depth` batches are
+/// in flight: the workers take the batches as they are read, each at its own pace, while this thread reads ahead
+/// and finishes behind them; no step waits for another but for the batch it needs, so a worker briefly off its
+/// core catches up instead of holding up the others. Otherwise every batch is finished before the next is read.
+/// The output is the same either way.
 struct BatchPipeline {
     let reader: PcapReader
     let workers: Int
