@@ -54,7 +54,9 @@ struct CaptureOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Run N programs in parallel threads, each with its own conntrack over a shard of the connections (the "
             + "--shard key); the output is in input order and equals one worker's with --lb random or maglev "
-            + "(round-robin rotates per worker). N times the --shard count is at most 256.", valueName: "N"))
+            + "(round-robin rotates per worker). Reading and writing take a thread of their own beside them, so "
+            + "N workers can pay off only with more than N cores (on 2 cores, one worker is fastest). N times the "
+            + "--shard count is at most 256.", valueName: "N"))
     var workers = 1
 
     func validate() throws {
