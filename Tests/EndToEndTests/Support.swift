@@ -73,8 +73,9 @@ func which(_ name: String) -> String? {
     return nil
 }
 
-/// Packets whose IP, TCP, UDP, ICMP or SCTP checksum tshark finds wrong in a capture.
-func tsharkBadChecksums(_ path: String) throws -> [String] {
+/// Expects tshark to find no packet in the capture at `path` whose IP, TCP, UDP, ICMP or SCTP checksum is wrong,
+/// and none malformed; the failure lists those it finds.
+func expectValidChecksums(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
     let tshark = try #require(which("tshark"), "tshark is needed to verify written captures (apt-get install tshark)")
     let result = try runProcess(tshark, [
         // DNS is off: the sample pods answer port 53 with plain text, which is not malformed traffic of ours.
@@ -83,8 +84,9 @@ func tsharkBadChecksums(_ path: String) throws -> [String] {
         "-Y", "ip.checksum.status == 2 || tcp.checksum.status == 2 || udp.checksum.status == 2 "
             + "|| icmp.checksum.status == 2 || sctp.checksum.status == 2 || _ws.malformed",
     ])
-    #expect(result.status == 0, "tshark failed: \(result.standardError)")
-    return result.standardOutput.split(separator: "\n").map(String.init)
+    #expect(result.status == 0, "tshark failed: \(result.standardError)", sourceLocation: sourceLocation)
+    let bad = result.standardOutput.split(separator: "\n")
+    #expect(bad.isEmpty, "packets with a wrong checksum, or malformed: \(bad)", sourceLocation: sourceLocation)
 }
 
 /// The header fields of one TCP/UDP/ICMP packet that a NAT comparison looks at.
