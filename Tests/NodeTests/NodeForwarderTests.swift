@@ -257,6 +257,9 @@ struct NodeForwarderTests {
         // Translated back as conntrack's RELATED: from the ClusterIP, quoting the packet the client sent.
         #expect(Array(ipPacket(of: givenUp[0].bytes)[12..<20]) == [10, 96, 148, 206, 10, 0, 1, 2])
         #expect(Array(icmp[(8 + 16)..<(8 + 20)]) == [10, 96, 148, 206] && Array(icmp[(8 + 22)..<(8 + 24)]) == [0, 80])
+        let quoted = Array(icmp[8...])
+        #expect(quoted.count == Int(quoted[2]) << 8 | Int(quoted[3]) && ChecksumCheck.isValid(ipPacket: quoted),
+                "the whole SYN quoted, its IP and TCP checksums valid (tshark checks both)")
         #expect(harness.wait(seconds: 1).isEmpty)
         #expect(harness.node.stats.count(notForwarded: .neighborUnreachable) == 1)
     }
