@@ -68,7 +68,7 @@ struct FlowShardingTests {
             let server = ("93.184.216.\(client + 1)", UInt16(80))
             #expect(shard((address, 40000), server) == shard(server, (address, 40000)))
             // A client whose own port is an endpoint's (9376) or a frontend's (80), to the Service and back from
-            // a pod: decided by the endpoints, and the same as for its other connections' keys.
+            // a pod: both ends' ports are a Service's, so the endpoints decide.
             for port: UInt16 in [9376, 80] {
                 let request = shard((address, port), ("10.96.148.206", 80))
                 #expect(request == shard(("10.244.2.11", 9376), (address, port)))
