@@ -139,12 +139,11 @@ public struct FlowSharding: Sendable {
         let destination = IPv4Address(frame.u32(ipOffset + 16))
         let protocolNumber = frame.u8(ipOffset + 9)
         let isLaterFragment = frame.u16(ipOffset + 6) & 0x1FFF != 0
-        let portsOffset = ipOffset + Int(frame.u8(ipOffset) & 0x0F) * 4
         if !isLaterFragment, protocolNumber == IPProtocol.tcp || protocolNumber == IPProtocol.udp
-            || protocolNumber == IPProtocol.sctp, frame.count >= portsOffset + 4
+            || protocolNumber == IPProtocol.sctp, let ports = IPv4Packet.unvalidatedPorts(in: frame, offset: ipOffset)
         {
-            return key(of: FlowKey(source: source, destination: destination, sourcePort: frame.u16(portsOffset),
-                                   destinationPort: frame.u16(portsOffset + 2), protocolNumber: protocolNumber))
+            return key(of: FlowKey(source: source, destination: destination, sourcePort: ports.source,
+                                   destinationPort: ports.destination, protocolNumber: protocolNumber))
         }
         if protocolNumber == IPProtocol.icmp, !isLaterFragment,
            let ip = try? IPv4Packet(frame: frame, offset: ipOffset, wireLength: wireLength),
@@ -161,7 +160,8 @@ public struct FlowSharding: Sendable {
         let source = flow.sourceEndpoint
         let destination = flow.destinationEndpoint
         let sourceIsService = rolePorts.contains(source.port)
-        if sourceIsService != rolePorts.contains(destination.port),
+        let destinationIsService = rolePorts.contains(destination.port)
+        if sourceIsService != destinationIsService,
            !stickyPorts.contains(sourceIsService ? source.port : destination.port)
         {
             let client = sourceIsService ? destination : source
@@ -169,8 +169,8 @@ public struct FlowSharding: Sendable {
         }
         // Endpoints first: a masqueraded reply comes from an endpoint to a node port number that may also be a
         // Service's node port.
-        let sourceRole = rolePorts.contains(source.port) ? roles[source] ?? [] : []
-        let destinationRole = rolePorts.contains(destination.port) ? roles[destination] ?? [] : []
+        let sourceRole = sourceIsService ? roles[source] ?? [] : []
+        let destinationRole = destinationIsService ? roles[destination] ?? [] : []
         let client: (endpoint: TransportEndpoint, sticky: Bool)?
         switch (sourceRole.contains(.backend), destinationRole.contains(.backend)) {
         case (false, true): client = (source, destinationRole.contains(.stickyBackend))

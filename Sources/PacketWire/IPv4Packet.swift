@@ -63,6 +63,18 @@ public struct IPv4Packet {
     /// Payload length according to the header (may exceed the captured bytes).
     public var payloadLength: Int { totalLength - headerLength }
 
+    /// The ports of the IPv4 packet at `offset` in `frame`, read where its header length puts a transport
+    /// header, without validating the packet (for a quick look before, or instead of, decoding it); nil when the
+    /// frame is too short to hold them.
+    public static func unvalidatedPorts(in frame: UnsafeMutableRawBufferPointer, offset: Int)
+        -> (source: UInt16, destination: UInt16)?
+    {
+        guard frame.count > offset else { return nil }
+        let portsOffset = offset + Int(frame.u8(offset) & 0x0F) * 4
+        guard frame.count >= portsOffset + 4 else { return nil }
+        return (frame.u16(portsOffset), frame.u16(portsOffset + 2))
+    }
+
     /// Lowers the TTL by one and updates the header checksum incrementally, as a router forwarding the packet
     /// does (the kernel's `ip_decrease_ttl`). The caller checked that the TTL is above 1.
     public func decrementTimeToLive() {

@@ -48,6 +48,12 @@ struct DecodeTests {
             return (transport.sourcePort, transport.destinationPort)
         }
         #expect(ports == (55434, 80))
+        // Read unvalidated, where the header length puts them; nil once the frame cannot hold them.
+        let packet = withOptions.ipPacket()
+        let (quick, _) = withFrame(packet) { IPv4Packet.unvalidatedPorts(in: $0, offset: 0) }
+        #expect(quick?.source == 55434 && quick?.destination == 80)
+        let (short, _) = withFrame(Array(packet.prefix(28 + 3))) { IPv4Packet.unvalidatedPorts(in: $0, offset: 0) }
+        #expect(short == nil)
     }
 
     @Test("malformed headers are reported, never trapped on")
