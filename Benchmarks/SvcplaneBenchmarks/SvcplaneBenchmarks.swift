@@ -82,10 +82,7 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.startMeasurement()
             for iteration in benchmark.scaledIterations {
                 let (address, port): (IPv4Address, UInt16) = iteration & 1 == 0 ? (pod, 9376) : (clusterIP, 80)
-                let old = ip.destination
-                ip.destination = address
-                transport.addressChanged(from: old, to: address)
-                transport.setDestinationPort(port)
+                transport.rewrite(.destination, of: ip, address: address, port: port)
             }
         }
     }

@@ -310,7 +310,8 @@ public struct ServiceLoadBalancer {
         return true
     }
 
-    /// DNAT (and SNAT) in the original direction, their reverse in the reply direction, from the entry's tuples.
+    /// DNAT (and SNAT) in the original direction, their reverse in the reply direction, from the entry's tuples:
+    /// each end rewritten by `TransportHeader.rewrite`.
     private mutating func translate(_ ip: IPv4Packet, _ transport: TransportHeader, slot: Int,
                                     direction: ConntrackDirection)
     {
@@ -319,13 +320,13 @@ public struct ServiceLoadBalancer {
         // Both ends, from the two tuples: the source changes too when the connection is masqueraded.
         switch direction {
         case .original:
-            NAT.rewriteDestination(ip, transport, address: entry.reply.source, port: entry.reply.sourcePort)
-            NAT.rewriteSource(ip, transport, address: entry.reply.destination, port: entry.reply.destinationPort)
+            transport.rewrite(.destination, of: ip, address: entry.reply.source, port: entry.reply.sourcePort)
+            transport.rewrite(.source, of: ip, address: entry.reply.destination, port: entry.reply.destinationPort)
             stats.translatedOriginal += 1
         case .reply:
-            NAT.rewriteSource(ip, transport, address: entry.original.destination,
+            transport.rewrite(.source, of: ip, address: entry.original.destination,
                               port: entry.original.destinationPort)
-            NAT.rewriteDestination(ip, transport, address: entry.original.source, port: entry.original.sourcePort)
+            transport.rewrite(.destination, of: ip, address: entry.original.source, port: entry.original.sourcePort)
             stats.translatedReply += 1
         }
     }

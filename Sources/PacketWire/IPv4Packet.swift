@@ -84,6 +84,7 @@ public struct IPv4Packet {
     }
 
     /// Writes an address field and updates the header checksum incrementally.
+    @inline(__always)
     private func replaceAddress(at fieldOffset: Int, with address: IPv4Address) {
         let old = frame.u32(fieldOffset)
         frame.setU32(fieldOffset, address.value)

@@ -44,37 +44,42 @@ public struct TransportHeader {
         offset + (protocolNumber == IPProtocol.tcp ? 16 : protocolNumber == IPProtocol.udp ? 6 : 8)
     }
 
-    public var checksum: UInt16 {
-        get { frame.u16(checksumOffset) }
-        nonmutating set { frame.setU16(checksumOffset, newValue) }
+    /// The checksum field. A UDP checksum of zero means "no checksum" and is never updated.
+    public var checksum: UInt16 { frame.u16(checksumOffset) }
+
+    /// A freshly updated checksum as it is stored: UDP writes a computed 0 as 0xFFFF (RFC 768).
+    private func storable(_ value: UInt16) -> UInt16 {
+        protocolNumber == IPProtocol.udp && value == 0 ? 0xFFFF : value
     }
 
-    /// A UDP checksum of zero means "no checksum" and is never updated.
-    private var hasChecksum: Bool { protocolNumber == IPProtocol.tcp || checksum != 0 }
-
-    /// Stores a freshly updated checksum; UDP writes a computed 0 as 0xFFFF (RFC 768).
-    private func storeUpdated(_ value: UInt16) {
-        checksum = (protocolNumber == IPProtocol.udp && value == 0) ? 0xFFFF : value
-    }
-
-    /// Accounts in the checksum for an IPv4 address change in the pseudo-header (SCTP has none).
-    public func addressChanged(from old: IPv4Address, to new: IPv4Address) {
-        guard hasChecksum, protocolNumber != IPProtocol.sctp else { return }
-        storeUpdated(InternetChecksum.update(checksum, old: old.value, new: new.value))
-    }
-
-    /// Writes the source port and updates the checksum incrementally.
-    public func setSourcePort(_ port: UInt16) { replacePort(at: offset, with: port) }
-
-    /// Writes the destination port and updates the checksum incrementally.
-    public func setDestinationPort(_ port: UInt16) { replacePort(at: offset + 2, with: port) }
-
-    private func replacePort(at fieldOffset: Int, with port: UInt16) {
-        let old = frame.u16(fieldOffset)
-        frame.setU16(fieldOffset, port)
-        if protocolNumber == IPProtocol.sctp { return recomputeSCTPChecksum() }
-        guard hasChecksum else { return }
-        storeUpdated(InternetChecksum.update(checksum, old: old, new: port))
+    /// Rewrites one end of the packet: its address in `ip` (the packet that carries this header) and its port,
+    /// as the kernel's `nf_nat_ipv4_manip_pkt` does. A changed address updates the IP header checksum; this
+    /// header's checksum is updated incrementally for the address (in the pseudo-header), then for the port, each
+    /// step's value as `csum_replace4` and `csum_replace2` leave it. Fields that already hold their new value are
+    /// not touched.
+    public func rewrite(_ end: PacketEnd, of ip: IPv4Packet, address: IPv4Address, port: UInt16) {
+        let portOffset = end == .source ? offset : offset &+ 2
+        let oldAddress = end == .source ? ip.source : ip.destination
+        let oldPort = frame.u16(portOffset)
+        let addressChanges = oldAddress != address
+        let portChanges = oldPort != port
+        guard addressChanges || portChanges else { return }
+        if addressChanges {
+            if end == .source { ip.source = address } else { ip.destination = address }
+        }
+        if portChanges { frame.setU16(portOffset, port) }
+        if protocolNumber == IPProtocol.sctp {  // no pseudo-header: only the port counts
+            if portChanges { recomputeSCTPChecksum() }
+            return
+        }
+        let checksumOffset = self.checksumOffset
+        var updated = frame.u16(checksumOffset)
+        guard protocolNumber == IPProtocol.tcp || updated != 0 else { return }  // a UDP datagram without one
+        if addressChanges {
+            updated = storable(InternetChecksum.update(updated, old: oldAddress.value, new: address.value))
+        }
+        if portChanges { updated = storable(InternetChecksum.update(updated, old: oldPort, new: port)) }
+        frame.setU16(checksumOffset, updated)
     }
 
     /// SCTP's CRC-32C covers the whole packet, so it is computed again (the kernel's `sctp_manip_pkt` does the
@@ -85,6 +90,12 @@ public struct TransportHeader {
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + length)]))
         frame.storeBytes(of: crc.littleEndian, toByteOffset: checksumOffset, as: UInt32.self)
     }
+}
+
+/// The sending or the receiving end of a packet.
+public enum PacketEnd: Sendable {
+    case source
+    case destination
 }
 
 /// TCP flag bits.

@@ -24,21 +24,27 @@ struct ChecksumTests {
                                         protocolNumber: isTCP ? IPProtocol.tcp : IPProtocol.udp)
             builder.source = IPv4Address(.random(in: 0...UInt32.max, using: &random))
             builder.destination = IPv4Address(.random(in: 0...UInt32.max, using: &random))
-            builder.payload = (0..<Int.random(in: 0...40, using: &random)).map { _ in .random(in: 0...255, using: &random) }
+            builder.payload = (0..<Int.random(in: 0...40, using: &random))
+                .map { _ in .random(in: 0...255, using: &random) }
             builder.sequence = .random(in: 0...UInt32.max, using: &random)
-            let newAddress = IPv4Address(.random(in: 0...UInt32.max, using: &random))
-            let newPort = UInt16.random(in: 0...65535, using: &random)
+            // Either end, with its address, its port or both changed.
+            let end: PacketEnd = Bool.random(using: &random) ? .source : .destination
+            let (keepsAddress, keepsPort) = [(false, false), (true, false), (false, true)]
+                .randomElement(using: &random)!
+            var expected = builder
+            if end == .source {
+                if !keepsAddress { expected.source = IPv4Address(.random(in: 0...UInt32.max, using: &random)) }
+                if !keepsPort { expected.sourcePort = .random(in: 0...65535, using: &random) }
+            } else {
+                if !keepsAddress { expected.destination = IPv4Address(.random(in: 0...UInt32.max, using: &random)) }
+                if !keepsPort { expected.destinationPort = .random(in: 0...65535, using: &random) }
+            }
+            let (address, port) = end == .source
+                ? (expected.source, expected.sourcePort) : (expected.destination, expected.destinationPort)
             let (_, rewritten) = withFrame(builder.ipPacket()) { bytes in
                 let ip = try! IPv4Packet(frame: bytes, offset: 0, wireLength: bytes.count)
-                let transport = try! TransportHeader(ip: ip)
-                let old = ip.destination
-                ip.destination = newAddress
-                transport.addressChanged(from: old, to: newAddress)
-                transport.setDestinationPort(newPort)
+                try! TransportHeader(ip: ip).rewrite(end, of: ip, address: address, port: port)
             }
-            var expected = builder
-            expected.destination = newAddress
-            expected.destinationPort = newPort
             #expect(rewritten == expected.ipPacket())
             #expect(ChecksumCheck.isValid(ipPacket: rewritten))
         }
@@ -52,10 +58,7 @@ struct ChecksumTests {
         packet[36] ^= 0x01  // corrupt the TCP checksum's high byte
         let (_, rewritten) = withFrame(packet) { bytes in
             let ip = try! IPv4Packet(frame: bytes, offset: 0, wireLength: bytes.count)
-            let transport = try! TransportHeader(ip: ip)
-            let old = ip.destination
-            ip.destination = IPv4Address("10.244.1.11")!
-            transport.addressChanged(from: old, to: ip.destination)
+            try! TransportHeader(ip: ip).rewrite(.destination, of: ip, address: IPv4Address("10.244.1.11")!, port: 80)
         }
         #expect(!ChecksumCheck.isValid(ipPacket: rewritten))
         var fixed = rewritten
@@ -71,9 +74,7 @@ struct ChecksumTests {
         let (_, rewritten) = withFrame(builder.ipPacket()) { bytes in
             let ip = try! IPv4Packet(frame: bytes, offset: 0, wireLength: bytes.count)
             let transport = try! TransportHeader(ip: ip)
-            ip.destination = IPv4Address("10.244.1.11")!
-            transport.addressChanged(from: IPv4Address("10.96.0.10")!, to: ip.destination)
-            transport.setDestinationPort(5353)
+            transport.rewrite(.destination, of: ip, address: IPv4Address("10.244.1.11")!, port: 5353)
             #expect(transport.checksum == 0)
         }
         #expect(ChecksumCheck.isValid(ipPacket: rewritten))
@@ -90,7 +91,7 @@ struct ChecksumTests {
         for port in UInt16(0)...UInt16.max where InternetChecksum.update(checksum, old: 53, new: port) == 0 {
             let (_, rewritten) = withFrame(packet) { bytes in
                 let ip = try! IPv4Packet(frame: bytes, offset: 0, wireLength: bytes.count)
-                try! TransportHeader(ip: ip).setDestinationPort(port)
+                try! TransportHeader(ip: ip).rewrite(.destination, of: ip, address: ip.destination, port: port)
             }
             #expect(rewritten[26] == 0xFF && rewritten[27] == 0xFF)
             #expect(ChecksumCheck.isValid(ipPacket: rewritten))
