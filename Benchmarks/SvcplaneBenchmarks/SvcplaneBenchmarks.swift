@@ -11,7 +11,8 @@ import TestSupport
 /// sample runs 1000 operations after its set-up (`startMeasurement`); figures are per operation.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .instructions, .mallocCountTotal, .throughput], scalingFactor: .kilo,
+        metrics: [.wallClock, .instructions, .mallocCountTotal, .retainCount, .releaseCount, .throughput],
+        scalingFactor: .kilo,
         maxDuration: .seconds(2), maxIterations: 100_000)
 
     Benchmark("decode Ethernet/IPv4/TCP") { benchmark in
