@@ -70,7 +70,7 @@ struct TupleIndex: Sendable {
     }
 
     private func home(_ key: FlowKey) -> Int {
-        FlowHash.index(FlowHash.hash(key, seed: 0x636F_6E6E), count: buckets.count)
+        FlowHash.index(FlowHash.bucketHash(key), count: buckets.count)
     }
 
     private func successor(_ position: Int) -> Int { position + 1 == buckets.count ? 0 : position + 1 }

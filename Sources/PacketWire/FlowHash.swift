@@ -10,6 +10,13 @@ public enum FlowHash {
         return mix(state ^ salt)
     }
 
+    /// A cheaper hash of a 5-tuple, for where it lies in a hash table: two mixing rounds over the tuple's two
+    /// words, no seed. Spread is all a table needs; no choice depends on the value.
+    public static func bucketHash(_ key: FlowKey) -> UInt64 {
+        mix(mix(UInt64(key.source.value) << 32 | UInt64(key.destination.value))
+            ^ (UInt64(key.sourcePort) << 24 | UInt64(key.destinationPort) << 8 | UInt64(key.protocolNumber)))
+    }
+
     /// A hash of one address (the same in every process).
     public static func hash(_ address: IPv4Address) -> UInt64 {
         mix(UInt64(address.value) ^ 0xD6E8_FEB8_6659_FD93)

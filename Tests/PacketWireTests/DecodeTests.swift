@@ -32,7 +32,8 @@ struct DecodeTests {
         #expect(cooked2.networkOffset == 20 && cooked2.isOutgoing && cooked2.etherType == EtherType.ipv4)
         let (raw, _) = try withFrame(builder.ipPacket()) { try LinkHeader(frame: $0, linkType: .rawIPv4) }
         #expect(raw.networkOffset == 0 && raw.etherType == EtherType.ipv4)
-        #expect(LinkType(dlt: 101) == .rawIPv4 && LinkType(dlt: 276) == .linuxCooked2 && LinkType(dlt: 105) == .other(105))
+        #expect(LinkType(dlt: 101) == .rawIPv4 && LinkType(dlt: 276) == .linuxCooked2
+            && LinkType(dlt: 105) == .other(105))
     }
 
     @Test("IPv4 options and TCP options are skipped")
@@ -156,5 +157,24 @@ struct DecodeTests {
             let buckets = Set(endpoints.map { $0._rawHashValue(seed: seed) & 0x7FFF })
             #expect(buckets.count > 16_000, "seed \(seed)")
         }
+    }
+
+    @Test("tuples that differ in one field spread over a table's buckets as random hashes would")
+    func bucketHashSpread() {
+        // Clients of one Service: neighbouring addresses and ports, as a capture's connections are.
+        let tuples = (0..<16).flatMap { client in
+            (0..<4096).map { port in
+                FlowKey(source: IPv4Address(0x0A00_0102 + UInt32(client)), destination: IPv4Address("10.96.148.206")!,
+                        sourcePort: UInt16(32768 + port), destinationPort: 80, protocolNumber: IPProtocol.tcp)
+            }
+        }
+        // 65,536 tuples in 2^17 buckets: random hashes leave e^-0.5, about 61%, of them empty, and put no more
+        // than 8 in one.
+        var counts = [Int](repeating: 0, count: 1 << 17)
+        for tuple in tuples { counts[FlowHash.index(FlowHash.bucketHash(tuple), count: counts.count)] += 1 }
+        let empty = Double(counts.filter { $0 == 0 }.count) / Double(counts.count)
+        let fullest = counts.max()!
+        #expect(abs(empty - 0.6065) < 0.01, "empty buckets: \(empty)")
+        #expect(fullest <= 8, "the fullest bucket holds \(fullest)")
     }
 }
