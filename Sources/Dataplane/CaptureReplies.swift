@@ -7,7 +7,8 @@ import PacketWire
 /// A program asking about a new connection waits until the sightings recorded so far decide it, or the capture
 /// has been read to its end. When the run's reading is held up (it waits for a program to move on) and a program
 /// still waits, a look-ahead reading of the capture (`lookAhead`, started once) records the frames past those
-/// recorded, to the end. The answer is the one a complete first pass would give, whatever the threads' timing.
+/// recorded, to the end; not at once, since the reading may be held by another program that is only behind
+/// (`lookAheadGrace`). The answer is the one a complete first pass would give, whatever the threads' timing.
 public final class CaptureReplies: @unchecked Sendable {
     /// Guards everything below it.
     private let condition = NSCondition()
@@ -15,7 +16,8 @@ public final class CaptureReplies: @unchecked Sendable {
     /// Frames from the capture's start whose sightings are recorded (each frame's once, in order).
     private var scanned = 0
     private var complete = false
-    private var readingHeld = false
+    /// Since when the run's reading has been held up, if it is.
+    private var heldSince: Date?
     /// Starts the look-ahead reading; nil once started.
     private var lookAhead: (@Sendable (CaptureReplies) -> Void)?
     private var lookAheadStarted = false
@@ -40,11 +42,14 @@ public final class CaptureReplies: @unchecked Sendable {
         return body()
     }
 
-    /// The sighting frame number `frame` (counted from 0) is, if it comes from a backend.
+    /// The sighting frame number `frame` (counted from 0) is, if it comes from a backend and may change what is
+    /// recorded; `reported` holds the pairs of the TCP sightings this pass over the capture has returned (see
+    /// `ObservedBackends.sighting`).
     public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
-                         timestamp: Int64) -> ObservedBackends.Sighting?
+                         timestamp: Int64, reported: inout ReportedPairs) -> ObservedBackends.Sighting?
     {
-        decoder.sighting(in: bytes, frame: frame, linkType: linkType, wireLength: wireLength, timestamp: timestamp)
+        decoder.sighting(in: bytes, frame: frame, linkType: linkType, wireLength: wireLength, timestamp: timestamp,
+                         reported: &reported)
     }
 
     /// Frames from the capture's start whose sightings are recorded.
@@ -68,7 +73,7 @@ public final class CaptureReplies: @unchecked Sendable {
 
     /// Whether the run's reading waits for a program to move on (so that it records nothing more until then).
     public func setReadingHeld(_ held: Bool) {
-        locked { readingHeld = held }
+        locked { heldSince = held ? Date() : nil }
         condition.broadcast()
     }
 
@@ -82,7 +87,12 @@ public final class CaptureReplies: @unchecked Sendable {
                     return position
                 }
                 if complete { return nil }
-                if readingHeld, let start = lookAhead {
+                if let heldSince, let start = lookAhead {
+                    let deadline = heldSince.addingTimeInterval(Self.lookAheadGrace)
+                    if Date() < deadline {
+                        _ = condition.wait(until: deadline)
+                        continue
+                    }
                     lookAhead = nil
                     lookAheadStarted = true
                     start(self)
@@ -91,6 +101,12 @@ public final class CaptureReplies: @unchecked Sendable {
             }
         }
     }
+
+    /// How long a program waits for the sightings while the run's reading is held before it starts the look-ahead
+    /// reading: long enough for another program that is only behind (on the batch the reading waits for) to catch
+    /// up and let the reading go on. A reply further ahead than the reading can go, or none, costs this wait once.
+    /// The clock decides only whether the capture is read a second time, never what is recorded.
+    static let lookAheadGrace: TimeInterval = 0.02
 
     /// Whether the look-ahead reading was needed.
     var readAhead: Bool { locked { lookAheadStarted } }

@@ -103,11 +103,9 @@ public struct FlowSharding: Sendable {
         self.nodeAddresses = nodeAddresses
     }
 
-    /// The shard (0..<count) of a frame.
-    public func shard(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType,
-                      count: Int) -> Int
-    {
-        Int(key(of: frame, wireLength: wireLength, linkType: linkType) & 0xFF) % count
+    /// The low byte of a frame's key: its shard of N is the residue modulo N.
+    public func residue(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> UInt8 {
+        UInt8(truncatingIfNeeded: key(of: frame, wireLength: wireLength, linkType: linkType))
     }
 
     /// The low byte of the key of a client of `frontend`: masquerading picks a port with this low byte, so that

@@ -50,13 +50,15 @@ public struct ObservedBackends: Sendable {
         let time: Int64
     }
 
-    /// The sighting the capture's frame number `frame` is, if it comes from a backend (decoding only: the
-    /// observations do not change).
+    /// The sighting the capture's frame number `frame` is, if it comes from a backend and may change the
+    /// observations (decoding only: they do not change). A later segment of a pair in `reported`, which would
+    /// change none, is passed over without decoding; the pair of a TCP sighting returned is added to `reported`.
     public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
-                         timestamp: Int64) -> Sighting?
+                         timestamp: Int64, reported: inout ReportedPairs) -> Sighting?
     {
         guard let link = try? LinkHeader(frame: bytes, linkType: linkType), !link.isOutgoing,
               link.etherType == EtherType.ipv4, mayComeFromBackend(bytes, networkOffset: link.networkOffset),
+              !reported.repeats(bytes, networkOffset: link.networkOffset),
               let ip = try? IPv4Packet(frame: bytes, offset: link.networkOffset, wireLength: wireLength),
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
@@ -64,10 +66,11 @@ public struct ObservedBackends: Sendable {
         let flow = FlowKey(ip: ip, transport: transport)
         let backend = flow.sourceEndpoint
         guard backendPorts.contains(backend.port), backends.contains(backend) else { return nil }
-        let isSynAck = ip.protocolNumber == IPProtocol.tcp
-            && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
-        return Sighting(frame: frame, backend: backend, client: flow.destinationEndpoint,
-                        startsConnection: isSynAck, time: timestamp)
+        let isTCP = ip.protocolNumber == IPProtocol.tcp
+        if isTCP { reported.insert(backend: backend, client: flow.destinationEndpoint) }
+        let isSynAck = isTCP && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
+        return Sighting(frame: frame, backend: backend, client: flow.destinationEndpoint, startsConnection: isSynAck,
+                        time: timestamp)
     }
 
     /// False when the frame's IPv4 packet does not come from a backend port, by the source port read before the

@@ -211,26 +211,22 @@ public enum CaptureRewriter {
 
     /// Reads the capture from its start and records the sightings of the frames past those recorded, to the end.
     private static func readAhead(_ reader: PcapReader, into replies: CaptureReplies, linkType: LinkType) {
-        var sightings: [ObservedBackends.Sighting] = []
+        var pass = SightingPass(replies: replies, linkType: linkType)
         var number = 0
         while !replies.isComplete {
             let recorded = replies.scannedFrames
-            sightings.removeAll(keepingCapacity: true)
             for _ in 0..<Self.sightingChunk {
                 guard !Interruption.requested.load(ordering: .relaxed), let frame = try? reader.next() else {
-                    replies.record(sightings, throughFrame: number)
+                    pass.record(throughFrame: number)
                     replies.finish()
                     return
                 }
-                if number >= recorded, let sighting = replies.sighting(
-                    in: frame.bytes, frame: number, linkType: linkType, wireLength: frame.wireLength,
-                    timestamp: frame.timestamp)
-                {
-                    sightings.append(sighting)
+                if number >= recorded {
+                    pass.scan(frame.bytes, number: number, wireLength: frame.wireLength, timestamp: frame.timestamp)
                 }
                 number += 1
             }
-            replies.record(sightings, throughFrame: number)
+            pass.record(throughFrame: number)
         }
     }
 
@@ -242,31 +238,17 @@ public enum CaptureRewriter {
 /// reading is held up and when it ends.
 private final class ReplyScanner: ReadingObserver {
     let replies: CaptureReplies
-    let linkType: LinkType
-    private var sightings: [ObservedBackends.Sighting] = []
+    private var pass: SightingPass
 
     init(replies: CaptureReplies, linkType: LinkType) {
         self.replies = replies
-        self.linkType = linkType
+        pass = SightingPass(replies: replies, linkType: linkType)
     }
 
     func read(_ batch: FrameBatch, framesBefore: Int) {
         guard replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
-        // Appending to a local array, not to the property (whose every access this class would check).
-        var sightings = self.sightings
-        self.sightings = []
-        defer { self.sightings = sightings }
-        sightings.removeAll(keepingCapacity: true)
-        for index in 0..<batch.count {
-            let frame = batch.frames[index]
-            if let sighting = replies.sighting(in: batch.bytes(of: index), frame: framesBefore + index,
-                                               linkType: linkType, wireLength: frame.wireLength,
-                                               timestamp: frame.timestamp)
-            {
-                sightings.append(sighting)
-            }
-        }
-        replies.record(sightings, throughFrame: framesBefore + batch.count)
+        pass.scan(batch, framesBefore: framesBefore)
+        pass.record(throughFrame: framesBefore + batch.count)
     }
 
     func readingHeld(_ held: Bool) { replies.setReadingHeld(held) }

@@ -18,7 +18,9 @@ struct FlowShardingTests {
         let sharding = FlowSharding(tables: [try ServiceTableBuilder.build(manifests)],
                                     nodeAddresses: [IPv4Address(node)!])
         func shard(_ frame: [UInt8], _ count: Int) -> Int {
-            withFrame(frame) { sharding.shard(of: $0, wireLength: $0.count, linkType: .ethernet, count: count) }.0
+            withFrame(frame) {
+                Int(sharding.residue(of: $0, wireLength: $0.count, linkType: .ethernet)) % count
+            }.0
         }
         var masqueraded = 0
         for client in 0..<300 {
@@ -59,7 +61,7 @@ struct FlowShardingTests {
         func shard(_ from: (String, UInt16), _ to: (String, UInt16)) -> Int {
             let packet = PacketBuilder(source: from.0, destination: to.0, sourcePort: from.1, destinationPort: to.1)
             return withFrame(packet.ethernetFrame()) {
-                sharding.shard(of: $0, wireLength: $0.count, linkType: .ethernet, count: 256)
+                Int(sharding.residue(of: $0, wireLength: $0.count, linkType: .ethernet))
             }.0
         }
         for client in 0..<64 {

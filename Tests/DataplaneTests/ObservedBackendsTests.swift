@@ -1,5 +1,5 @@
 import Cluster
-import Dataplane
+@testable import Dataplane
 import Foundation
 import PacketWire
 import TestSupport
@@ -15,9 +15,10 @@ struct ObservedBackendsTests {
             var synAck = PacketBuilder(source: reply.pod, destination: "10.0.1.2", sourcePort: 9376,
                                        destinationPort: reply.clientPort)
             synAck.flags = [.syn, .ack]
+            var reported = ReportedPairs()
             let sighting = withFrame(synAck.ethernetFrame()) { frame in
                 observed.sighting(in: frame, frame: number, linkType: .ethernet, wireLength: frame.count,
-                                  timestamp: harness.now + reply.time)
+                                  timestamp: harness.now + reply.time, reported: &reported)
             }
             observed.record(sighting.0.map { [$0] } ?? [], throughFrame: number + 1)
         }
@@ -44,14 +45,16 @@ struct ObservedBackendsTests {
         var synAck = PacketBuilder(source: "10.244.3.11", destination: "10.0.1.2", sourcePort: 9376,
                                    destinationPort: 40000)
         synAck.flags = [.syn, .ack]
+        var reported = ReportedPairs()
         let sighting = try #require(withFrame(synAck.ethernetFrame()) { frame in
             observed.sighting(in: frame, frame: 1, linkType: .ethernet, wireLength: frame.count,
-                              timestamp: harness.now + 50_000_000)
+                              timestamp: harness.now + 50_000_000, reported: &reported)
         }.0)
         let unrelated = PacketBuilder(source: "10.244.1.11", destination: "10.0.1.9", sourcePort: 9376,
                                       destinationPort: 50000)
         let other = try #require(withFrame(unrelated.ethernetFrame()) { frame in
-            observed.sighting(in: frame, frame: 0, linkType: .ethernet, wireLength: frame.count, timestamp: harness.now)
+            observed.sighting(in: frame, frame: 0, linkType: .ethernet, wireLength: frame.count, timestamp: harness.now,
+                              reported: &reported)
         }.0)
         // The reader records an unrelated reply, then, later, the one that decides; then the capture ends.
         Thread.detachNewThread {
@@ -87,5 +90,75 @@ struct ObservedBackendsTests {
         _ = harness.run(client(40000).ethernetFrame())
         #expect(harness.program.observed?.decided == 0)
         #expect(harness.program.observed?.isEmpty == true)
+    }
+
+    @Test("passing over the later segments of reported pairs records what reading every frame records")
+    func reportedPairsChangeNothing() throws {
+        let table = try Harness().program.table
+        let web = try #require(table.entries.first { $0.frontend.port == 80 && !$0.backends.isEmpty })
+        let dns = try #require(table.entries.first { $0.frontend.port == 53 })
+        let pods = ["10.244.1.11", "10.244.2.11", "10.244.3.11", "10.244.9.99"]  // the last is no endpoint
+        let flagChoices: [TCPFlags] = [[.ack], [.ack], [.ack, .psh], [.syn, .ack], [.fin, .ack], [.rst], [.syn]]
+        var random = SeededGenerator(seed: 7)
+        // A few hundred pairs that recur, among many that do not (more than the table's slots, which they evict).
+        func client() -> (address: String, port: UInt16) {
+            Bool.random(using: &random)
+                ? ("10.0.1.\(Int.random(in: 1...4, using: &random))", UInt16.random(in: 40000..<40080, using: &random))
+                : ("10.0.\(Int.random(in: 2...200, using: &random)).\(Int.random(in: 1...250, using: &random))",
+                   UInt16.random(in: 32768...60999, using: &random))
+        }
+        let memo = CaptureReplies(tables: [table], udpTimeoutSeconds: 30)
+        let everyFrame = CaptureReplies(tables: [table], udpTimeoutSeconds: 30)
+        var reported = ReportedPairs()
+        var clients: [FlowKey] = []
+        var (memoSightings, allSightings) = (0, 0)
+        for number in 0..<20_000 {
+            let (address, port) = client()
+            let isTCP = Int.random(in: 0..<5, using: &random) > 0
+            var reply = PacketBuilder(source: pods.randomElement(using: &random)!, destination: address,
+                                      sourcePort: isTCP ? 9376 : 53, destinationPort: port)
+            reply.protocolNumber = isTCP ? IPProtocol.tcp : IPProtocol.udp
+            reply.flags = flagChoices.randomElement(using: &random)!
+            var frame = reply.ethernetFrame()
+            switch Int.random(in: 0..<50, using: &random) {
+            case 0: frame.removeLast(Int.random(in: 1...frame.count, using: &random))  // cut short
+            case 1: frame[Int.random(in: 14..<frame.count, using: &random)] ^= 0xFF  // damaged
+            default: break
+            }
+            let time = Int64(number) * 1_000_000_000
+            _ = withFrame(frame) { bytes in
+                var fresh = ReportedPairs()
+                if let sighting = everyFrame.sighting(in: bytes, frame: number, linkType: .ethernet,
+                                                      wireLength: bytes.count, timestamp: time, reported: &fresh)
+                {
+                    everyFrame.record([sighting], throughFrame: number + 1)
+                    allSightings += 1
+                }
+                if let sighting = memo.sighting(in: bytes, frame: number, linkType: .ethernet,
+                                                wireLength: bytes.count, timestamp: time, reported: &reported)
+                {
+                    memo.record([sighting], throughFrame: number + 1)
+                    memoSightings += 1
+                }
+            }
+            if number % 7 == 0 {
+                clients.append(FlowKey(source: IPv4Address(address)!, destination: IPv4Address(10, 96, 0, 1),
+                                       sourcePort: port, destinationPort: 80, protocolNumber: reply.protocolNumber))
+            }
+        }
+        memo.finish()
+        everyFrame.finish()
+        #expect(memoSightings < allSightings * 3 / 4, "\(memoSightings) of \(allSightings) sightings")
+        var decided = 0
+        for (index, flow) in clients.enumerated() {
+            let entry = flow.protocolNumber == IPProtocol.tcp ? web : dns
+            let candidates = Array(entry.backends.indices.shuffled(using: &random).prefix(2))
+            for time in [0, Int64(index) * 7_000_000_000, Int64(index + 100) * 7_000_000_000] {
+                let expected = everyFrame.choice(for: flow, at: time, entry: entry, among: candidates)
+                #expect(memo.choice(for: flow, at: time, entry: entry, among: candidates) == expected)
+                if expected != nil { decided += 1 }
+            }
+        }
+        #expect(decided > clients.count)
     }
 }
