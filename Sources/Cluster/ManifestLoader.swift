@@ -99,18 +99,24 @@ public enum ManifestLoader {
     /// Lists shorter than this decode in one piece.
     static let parallelListItems = 256
 
-    /// What is wrong with a YAML text: as Yams words libyaml's error (with the line and the text around it),
-    /// or what JSON cannot hold.
+    /// What is wrong with a YAML text: as Yams words libyaml's error (with the line and the text around it, the
+    /// middle of which is left out past `problemLength` characters: the text may be a mapping of thousands of
+    /// lines), or what JSON cannot hold.
     private static func yamlProblem(_ yaml: String, failure: YAMLAsJSON.Failure) -> String {
         do {
             let parser = try Parser(yaml: yaml, resolver: .basic, encoding: .utf8)
             while try parser.nextRoot() != nil {}
         } catch {
-            return "\(error)".split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            let problem = "\(error)".split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }.joined(separator: " ")
+            guard problem.count > problemLength else { return problem }
+            return problem.prefix(problemLength * 2 / 3) + " ... " + problem.suffix(problemLength / 3)
         }
         return failure.description
     }
+
+    /// The longest description of a YAML problem.
+    static let problemLength = 300
 
     private static func load(file: String, into manifests: inout ClusterManifests) throws(ManifestError) {
         guard let data = FileManager.default.contents(atPath: file) else {

@@ -50,6 +50,8 @@ struct YAMLAsJSON {
         var entries = 0
         /// Where this mapping's keys start in `keys`.
         let firstKey: Int
+        /// The hashes of the mapping's keys, once it has more than `keysCompared` of them.
+        var keyHashes: Set<Int>?
         let anchor: [UInt8]?
         let start: Int
     }
@@ -58,6 +60,9 @@ struct YAMLAsJSON {
     private var levels: [Level] = []
     /// The written keys of the open mappings, as ranges of `json`: a key may not repeat in its mapping.
     private var keys: [Range<Int>] = []
+    /// A new key is compared with each of its mapping's keys up to this many; past them, with those of the same
+    /// hash alone (a ConfigMap may hold tens of thousands of keys).
+    static let keysCompared = 32
     private var anchors: [[UInt8]: Range<Int>] = [:]
     private var documentCount = 0
 
@@ -131,13 +136,22 @@ struct YAMLAsJSON {
         let start = json.count
         write(&json)
         let key = start..<json.count
-        for written in keys[levels[index].firstKey...] where json[written].elementsEqual(json[key]) {
+        if isRepeated(key, in: index) {
             throw Failure.duplicateKey(String(decoding: json[key].dropFirst().dropLast(), as: UTF8.self))
         }
         keys.append(key)
         json.append(UInt8(ascii: ":"))
         levels[index].entries += 1
         return key
+    }
+
+    /// Whether the mapping at `levels[index]` has the key just written at `key` already.
+    private mutating func isRepeated(_ key: Range<Int>, in index: Int) -> Bool {
+        let written = keys[levels[index].firstKey...]
+        func isAmongWritten() -> Bool { written.contains { json[$0].elementsEqual(json[key]) } }
+        guard written.count >= Self.keysCompared else { return isAmongWritten() }
+        if levels[index].keyHashes == nil { levels[index].keyHashes = Set(written.map { json[$0].hashValue }) }
+        return !levels[index].keyHashes!.insert(json[key].hashValue).inserted && isAmongWritten()
     }
 
     private mutating func open(isMapping: Bool, anchor: UnsafeMutablePointer<yaml_char_t>?) throws(Failure) {

@@ -74,6 +74,25 @@ struct YAMLReadingTests {
             + "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
     }
 
+    @Test("a mapping of tens of thousands of keys reads in linear time; a repeated key among them is named briefly")
+    func largeMappings() throws {
+        let keys = (0..<60_000).map { "  key\($0): v\($0)" }
+        let started = ContinuousClock.now
+        let written = try json("data:\n" + keys.joined(separator: "\n"))
+        // A generous bound (debug build, sanitizers): comparing each key with every other one takes many minutes.
+        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(written.hasPrefix(#"[{"data":{"key0":"v0","key1":"v1","#))
+        #expect(written.hasSuffix(#""key59999":"v59999"}}]"#))
+        for repeated in [40, 59_999] {
+            #expect(throws: YAMLAsJSON.Failure.duplicateKey("key\(repeated)")) {
+                try json("data:\n" + keys.joined(separator: "\n") + "\n  key\(repeated): again")
+            }
+        }
+        let message = try #require(loadError("kind: ConfigMap\ndata:\n" + keys.joined(separator: "\n") + "\n  key7: x"))
+        #expect(message.count < 400 && message.contains("'key7'") && message.hasSuffix("in line 10, column 3"),
+                "\(message)")
+    }
+
     /// A stream of `count` Services, each its own document, in the block style kubectl writes.
     private func services(_ count: Int, separator: String = "---\n") -> String {
         (0..<count).map { index in
