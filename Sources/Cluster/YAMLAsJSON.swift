@@ -11,12 +11,14 @@ struct YAMLAsJSON {
         case syntax
         case duplicateKey(String)
         case keyNotScalar
+        case excessiveAliasing
 
         var description: String {
             switch self {
             case .syntax: "libyaml could not parse it"
             case .duplicateKey(let key): "mapping key \"\(key)\" is already defined"
             case .keyNotScalar: "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)"
+            case .excessiveAliasing: "the document contains excessive aliasing (its aliases expand it many times over)"
             }
         }
     }
@@ -63,8 +65,12 @@ struct YAMLAsJSON {
     /// A new key is compared with each of its mapping's keys up to this many; past them, with those of the same
     /// hash alone (a ConfigMap may hold tens of thousands of keys).
     static let keysCompared = 32
+    /// The current document's anchors (an alias refers to one in its own document).
     private var anchors: [[UInt8]: Range<Int>] = [:]
     private var documentCount = 0
+    /// Where the current document's JSON starts, and how many of its bytes are copies made for aliases.
+    private var documentStart = 0
+    private var aliasBytes = 0
 
     private init(capacity: Int) { json.reserveCapacity(capacity) }
 
@@ -78,6 +84,8 @@ struct YAMLAsJSON {
         case YAML_DOCUMENT_START_EVENT:
             if documentCount > 0 { json.append(UInt8(ascii: ",")) }
             documentCount += 1
+            anchors.removeAll()
+            (documentStart, aliasBytes) = (json.count, 0)
         case YAML_SCALAR_EVENT:
             let scalar = event.data.scalar
             let value = UnsafeBufferPointer(start: scalar.value, count: scalar.length)
@@ -104,6 +112,8 @@ struct YAMLAsJSON {
                 beginValue()
                 json.append(contentsOf: copy)
             }
+            aliasBytes += copy.count
+            if isExcessivelyAliased { throw Failure.excessiveAliasing }
         case YAML_SEQUENCE_START_EVENT:
             try open(isMapping: false, anchor: event.data.sequence_start.anchor)
         case YAML_MAPPING_START_EVENT:
@@ -115,6 +125,26 @@ struct YAMLAsJSON {
             if let anchor = level.anchor { anchors[anchor] = level.start..<json.count }
         default:
             break  // stream start, document end
+        }
+    }
+
+    /// Whether copies made for aliases take more of the current document than go-yaml (which Kubernetes reads YAML
+    /// with) lets aliases expand it: go-yaml checks a document of over 1,000 nodes with over 100 from aliases;
+    /// here a node counts as ten bytes of JSON. Past it, a "billion laughs" document of a few lines would take
+    /// gigabytes.
+    private var isExcessivelyAliased: Bool {
+        let written = json.count - documentStart
+        return aliasBytes > 1_000 && written > 10_000
+            && Double(aliasBytes) > Self.allowedAliasShare(ofBytes: written) * Double(written)
+    }
+
+    /// The share of a document's JSON that copies made for aliases may take: go-yaml's share of decoded nodes, 99%
+    /// up to 400,000 nodes falling to 10% at 4,000,000 (in bytes, as above).
+    static func allowedAliasShare(ofBytes bytes: Int) -> Double {
+        switch bytes {
+        case ...4_000_000: 0.99
+        case 40_000_000...: 0.10
+        default: 0.99 - 0.89 * Double(bytes - 4_000_000) / 36_000_000
         }
     }
 

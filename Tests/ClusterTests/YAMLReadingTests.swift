@@ -63,6 +63,7 @@ struct YAMLReadingTests {
         #expect(throws: YAMLAsJSON.Failure.keyNotScalar) { try json("a: &l [1]\nb: {*l : 2}") }
         #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: [1, 2") }
         #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: *nowhere") }
+        #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: &x 1\n---\nb: *x") }  // anchors are per document
     }
 
     @Test("loading words each failure on one line naming the file")
@@ -72,6 +73,26 @@ struct YAMLReadingTests {
         #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?.contains("name") == true)
         #expect(loadError("kind: Service\nmetadata: {? [a]: b}") == "test.yaml: not valid YAML: "
             + "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
+    }
+
+    @Test("aliases may expand a document as go-yaml lets them; a billion laughs fails at once")
+    func aliasing() throws {
+        var bomb = #"a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]"#
+        for level in 1...9 {
+            let aliases = Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ",")
+            bomb += "\na\(level): &a\(level) [\(aliases)]"
+        }
+        #expect(throws: YAMLAsJSON.Failure.excessiveAliasing) { try json(bomb) }
+        #expect(throws: YAMLAsJSON.Failure.excessiveAliasing) { try json("small: 1\n---\n" + bomb) }
+        // Three levels (729 copies of a word) are a 10 kB document that is 99.7% aliases: still too many.
+        let lines = bomb.split(separator: "\n")
+        #expect(throws: YAMLAsJSON.Failure.excessiveAliasing) { try json(lines[0...3].joined(separator: "\n")) }
+        #expect(try json(lines[0...2].joined(separator: "\n")).count > 700, "two levels: under 1,000 nodes")
+        // A large document may repeat a part of itself often: a pod template used by 2,000 items.
+        let template = "&pod {kind: Pod, metadata: {labels: {app: web, tier: front}}, spec: {nodeName: n1}}"
+        let items = ["- \(template)"] + Array(repeating: "- *pod", count: 2_000)
+        #expect(try json("items:\n" + items.joined(separator: "\n")).count > 100_000)
+        #expect(abs(YAMLAsJSON.allowedAliasShare(ofBytes: 22_000_000) - 0.545) < 1e-9, "halfway: halfway down")
     }
 
     @Test("a mapping of tens of thousands of keys reads in linear time; a repeated key among them is named briefly")
