@@ -11,6 +11,7 @@ struct YAMLAsJSON {
         case syntax
         case duplicateKey(String)
         case keyNotScalar
+        case undefinedAlias(String)
         case excessiveAliasing
 
         var description: String {
@@ -18,6 +19,7 @@ struct YAMLAsJSON {
             case .syntax: "libyaml could not parse it"
             case .duplicateKey(let key): "mapping key \"\(key)\" is already defined"
             case .keyNotScalar: "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)"
+            case .undefinedAlias(let name): "alias *\(name) refers to no anchor of its document"
             case .excessiveAliasing: "the document contains excessive aliasing (its aliases expand it many times over)"
             }
         }
@@ -101,8 +103,9 @@ struct YAMLAsJSON {
             }
             if let anchor = scalar.anchor { anchors[Self.name(anchor)] = written }
         case YAML_ALIAS_EVENT:
-            guard let anchor = event.data.alias.anchor, let range = anchors[Self.name(anchor)] else {
-                throw Failure.syntax
+            guard let anchor = event.data.alias.anchor else { throw Failure.syntax }
+            guard let range = anchors[Self.name(anchor)] else {
+                throw Failure.undefinedAlias(String(decoding: Self.name(anchor), as: UTF8.self))
             }
             let copy = Array(json[range])  // not a slice of `json`, which would then be copied to append to it
             if expectsKey {

@@ -62,8 +62,8 @@ struct YAMLReadingTests {
         #expect(throws: YAMLAsJSON.Failure.keyNotScalar) { try json("? [a, b]\n: c") }
         #expect(throws: YAMLAsJSON.Failure.keyNotScalar) { try json("a: &l [1]\nb: {*l : 2}") }
         #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: [1, 2") }
-        #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: *nowhere") }
-        #expect(throws: YAMLAsJSON.Failure.syntax) { try json("a: &x 1\n---\nb: *x") }  // anchors are per document
+        #expect(throws: YAMLAsJSON.Failure.undefinedAlias("nowhere")) { try json("a: *nowhere") }
+        #expect(throws: YAMLAsJSON.Failure.undefinedAlias("x")) { try json("a: &x 1\n---\nb: *x") }  // per document
     }
 
     @Test("loading words each failure on one line naming the file")
@@ -73,6 +73,8 @@ struct YAMLReadingTests {
         #expect(loadError("kind: Service\nmetadata: {name: a, name: b}")?.contains("name") == true)
         #expect(loadError("kind: Service\nmetadata: {? [a]: b}") == "test.yaml: not valid YAML: "
             + "a mapping key is a list or a mapping (JSON and Kubernetes take only strings)")
+        #expect(loadError("kind: ConfigMap\ndata: &d {a: 1}\n---\nkind: ConfigMap\ndata: *d")
+            == "test.yaml: not valid YAML: alias *d refers to no anchor of its document")
     }
 
     @Test("aliases may expand a document as go-yaml lets them; a billion laughs fails at once")
