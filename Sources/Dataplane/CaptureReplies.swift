@@ -21,7 +21,6 @@ public final class CaptureReplies: @unchecked Sendable {
     /// Starts the look-ahead reading; nil once started.
     private var lookAhead: (@Sendable (CaptureReplies) -> Void)?
     private var lookAheadStarted = false
-    private var decidedCount = 0
     /// An unchanging copy, to decode frames without the lock.
     private let decoder: ObservedBackends
 
@@ -83,7 +82,6 @@ public final class CaptureReplies: @unchecked Sendable {
         locked {
             while true {
                 if let position = observed.choice(for: flow, at: time, entry: entry, among: candidates) {
-                    decidedCount += 1
                     return position
                 }
                 if complete { return nil }
@@ -113,9 +111,6 @@ public final class CaptureReplies: @unchecked Sendable {
 
     /// Whether the capture has been read to its end.
     public var isComplete: Bool { locked { complete } }
-
-    /// Connections whose backend came from the capture.
-    public var decided: Int { locked { decidedCount } }
 
     /// Whether any backend answered in what has been read.
     public var isEmpty: Bool { locked { observed.isEmpty } }

@@ -67,6 +67,8 @@ public struct DataplaneStats: Sendable {
     public internal(set) var translatedRelated = 0
     /// Connections created.
     public internal(set) var newConnections = 0
+    /// Connections created on the backend whose reply the capture holds (when following the capture's replies).
+    public internal(set) var connectionsFromCapture = 0
     /// New connections to frontends without endpoints, answered with a reject.
     public internal(set) var rejected = 0
     /// New connections masqueraded (SNAT to the node's address).
@@ -132,6 +134,7 @@ public struct DataplaneStats: Sendable {
         total.translatedReply += right.translatedReply
         total.translatedRelated += right.translatedRelated
         total.newConnections += right.newConnections
+        total.connectionsFromCapture += right.connectionsFromCapture
         total.rejected += right.rejected
         total.masqueraded += right.masqueraded
         total.backendConnections = sum(left.backendConnections, right.backendConnections)

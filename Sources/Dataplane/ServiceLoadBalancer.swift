@@ -214,7 +214,8 @@ public struct ServiceLoadBalancer {
         }
         let (candidates, local) = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
         guard !candidates.isEmpty else { return stats.recordDrop(.noLocalEndpoints) }
-        let backendPosition = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)
+        let captured = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)
+        let backendPosition = captured
             ?? affinity.pinnedBackend(client: flow.source, in: entry, among: candidates, now: clock)
             ?? candidates[selector.choose(entryIndex: entryIndex, entry: entry, candidates: candidates, local: local,
                                           flow: flow, timestamp: context.timestamp)]
@@ -241,6 +242,7 @@ public struct ServiceLoadBalancer {
         if entry.affinity != nil { affinity.set(client: flow.source, backend: backend, on: entry, now: clock) }
         _ = track(slot: slot, direction: .original, segment: segment, chunks: chunks)  // an opening packet
         stats.newConnections += 1
+        if captured != nil { stats.connectionsFromCapture += 1 }
         stats.recordConnection(backend: global)
         translate(ip, transport, slot: slot, direction: .original)
         stats.record(.pass)

@@ -89,7 +89,7 @@ public struct RunSummary: Encodable, Sendable {
         translatedPodToClient = stats.translatedReply
         translatedICMPErrors = stats.translatedRelated
         newConnections = stats.newConnections
-        choicesFromCapture = program.observed?.decided
+        choicesFromCapture = program.observed.map { _ in stats.connectionsFromCapture }
         rejected = stats.rejected
         masqueraded = stats.masqueraded
         passed = Dictionary(uniqueKeysWithValues: PassReason.allCases.map { ($0.name, stats.count(passed: $0)) })
