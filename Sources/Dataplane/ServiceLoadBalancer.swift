@@ -319,16 +319,24 @@ public struct ServiceLoadBalancer {
     {
         let entry = conntrack[slot]
         stats.recordPacket(backend: Int(entry.tag))
-        // Both ends, from the two tuples: the source changes too when the connection is masqueraded.
+        // Both ends, from the two tuples: the client's end changes too when the connection is masqueraded (the
+        // packet's client end is the client's own otherwise, which its tuple matched).
+        let masqueraded = entry.reply.destination != entry.original.source
+            || entry.reply.destinationPort != entry.original.sourcePort
         switch direction {
         case .original:
             transport.rewrite(.destination, of: ip, address: entry.reply.source, port: entry.reply.sourcePort)
-            transport.rewrite(.source, of: ip, address: entry.reply.destination, port: entry.reply.destinationPort)
+            if masqueraded {
+                transport.rewrite(.source, of: ip, address: entry.reply.destination, port: entry.reply.destinationPort)
+            }
             stats.translatedOriginal += 1
         case .reply:
             transport.rewrite(.source, of: ip, address: entry.original.destination,
                               port: entry.original.destinationPort)
-            transport.rewrite(.destination, of: ip, address: entry.original.source, port: entry.original.sourcePort)
+            if masqueraded {
+                transport.rewrite(.destination, of: ip, address: entry.original.source,
+                                  port: entry.original.sourcePort)
+            }
             stats.translatedReply += 1
         }
     }
