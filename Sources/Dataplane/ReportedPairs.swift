@@ -20,7 +20,7 @@ public struct ReportedPairs {
     /// or not, changes no observation).
     func repeats(_ frame: UnsafeMutableRawBufferPointer, networkOffset offset: Int) -> Bool {
         guard frame.count >= offset + 20, frame.u8(offset + 9) == IPProtocol.tcp else { return false }
-        let tcpOffset = offset + Int(frame.u8(offset) & 0x0F) * 4
+        let tcpOffset = IPv4Packet.unvalidatedPayloadOffset(in: frame, offset: offset)
         guard frame.count >= tcpOffset + 14,
               frame.u8(tcpOffset + 13) & (TCPFlags.syn.rawValue | TCPFlags.ack.rawValue)
               != TCPFlags.syn.rawValue | TCPFlags.ack.rawValue

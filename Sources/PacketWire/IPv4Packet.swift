@@ -70,9 +70,16 @@ public struct IPv4Packet {
         -> (source: UInt16, destination: UInt16)?
     {
         guard frame.count > offset else { return nil }
-        let portsOffset = offset + Int(frame.u8(offset) & 0x0F) * 4
+        let portsOffset = unvalidatedPayloadOffset(in: frame, offset: offset)
         guard frame.count >= portsOffset + 4 else { return nil }
         return (frame.u16(portsOffset), frame.u16(portsOffset + 2))
+    }
+
+    /// Where the header length of the IPv4 packet at `offset` in `frame` puts its payload, without validating the
+    /// packet (the caller has checked that the frame holds its first byte).
+    @inlinable
+    public static func unvalidatedPayloadOffset(in frame: UnsafeMutableRawBufferPointer, offset: Int) -> Int {
+        offset + Int(frame.u8(offset) & 0x0F) * 4
     }
 
     /// Lowers the TTL by one and updates the header checksum incrementally, as a router forwarding the packet

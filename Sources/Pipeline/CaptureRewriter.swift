@@ -237,21 +237,19 @@ public enum CaptureRewriter {
 /// Records the sightings of each batch the pipeline reads in the capture's replies, and tells them when the
 /// reading is held up and when it ends.
 private final class ReplyScanner: ReadingObserver {
-    let replies: CaptureReplies
     private var pass: SightingPass
 
     init(replies: CaptureReplies, linkType: LinkType) {
-        self.replies = replies
         pass = SightingPass(replies: replies, linkType: linkType)
     }
 
     func read(_ batch: FrameBatch, framesBefore: Int) {
-        guard replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
+        guard pass.replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
         pass.scan(batch, framesBefore: framesBefore)
         pass.record(throughFrame: framesBefore + batch.count)
     }
 
-    func readingHeld(_ held: Bool) { replies.setReadingHeld(held) }
+    func readingHeld(_ held: Bool) { pass.replies.setReadingHeld(held) }
 
-    func readingEnded() { replies.finish() }
+    func readingEnded() { pass.replies.finish() }
 }

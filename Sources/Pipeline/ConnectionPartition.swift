@@ -6,8 +6,6 @@ import PacketWire
 /// key (`FlowSharding.residue`) modulo N·W is a slot s: the frame is shard s mod N's and, within it, worker s / N's.
 public struct ConnectionPartition: Sendable {
     public let sharding: FlowSharding
-    public let shardIndex: Int
-    public let shardCount: Int
     public let workers: Int
     /// The worker of each residue, or `FrameBatch.otherShard`.
     private let workerOfResidue: [Int]
@@ -15,8 +13,6 @@ public struct ConnectionPartition: Sendable {
     public init(sharding: FlowSharding, shardIndex: Int = 0, shardCount: Int = 1, workers: Int = 1) {
         precondition(shardCount * workers <= FlowSharding.maximumShards && (0..<shardCount).contains(shardIndex))
         self.sharding = sharding
-        self.shardIndex = shardIndex
-        self.shardCount = shardCount
         self.workers = workers
         workerOfResidue = (0..<FlowSharding.maximumShards).map { residue in
             let slot = residue % (shardCount * workers)
