@@ -8,6 +8,7 @@ public struct TCPSegmentSummary: Sendable {
     public var payloadLength: Int
     public var window: UInt16
 
+    @inlinable
     public init(flags: TCPFlags, sequence: UInt32, acknowledgement: UInt32, payloadLength: Int, window: UInt16) {
         self.flags = flags
         self.sequence = sequence
@@ -16,6 +17,8 @@ public struct TCPSegmentSummary: Sendable {
         self.window = window
     }
 
+    /// (Inlinable: the program reads these fields of every TCP segment.)
+    @inlinable
     public init(_ segment: TCPSegment) {
         self.init(flags: segment.flags, sequence: segment.sequenceNumber,
                   acknowledgement: segment.acknowledgementNumber, payloadLength: segment.payloadLength,
@@ -58,7 +61,9 @@ public enum ConnectionTracker {
         return state
     }
 
-    /// Tracks a TCP segment on `entry`.
+    /// Tracks a TCP segment on `entry`. (Inlined, with its sequence bookkeeping, into the table's `track`, its
+    /// caller for every packet: the calls and their arguments cost a sixth of the tracking.)
+    @inline(__always)
     public static func trackTCP(_ entry: inout ConntrackEntry, direction: ConntrackDirection,
                                 segment: TCPSegmentSummary, now: Int64, timeouts: ConntrackTimeouts)
         -> TrackingOutcome
@@ -171,6 +176,7 @@ public enum ConnectionTracker {
 
     /// The sequence bookkeeping of `tcp_in_window` without its window checks: each side's highest
     /// sequence end, whether it is still unacknowledged, and retransmission counting.
+    @inline(__always)
     private static func updateSequenceTracking(_ tracking: inout TCPTrackingDetails, direction: ConntrackDirection,
                                                index: TCPFlagIndex, segment: TCPSegmentSummary)
     {

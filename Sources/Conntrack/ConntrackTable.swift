@@ -10,7 +10,8 @@ public struct ConntrackTable: Sendable {
     /// Entries removed to make room for new ones.
     public private(set) var earlyDrops = 0
 
-    private var slots: [ConntrackEntry?]
+    /// Entries by slot (nil for a free slot); reachable from the inlinable subscript.
+    @usableFromInline var slots: [ConntrackEntry?]
     private var freeSlots: [Int32]
     /// Tuple to slot; the low bit of the value is the direction.
     private var index: TupleIndex
@@ -43,7 +44,9 @@ public struct ConntrackTable: Sendable {
         return (slot, value & 1 == 0 ? .original : .reply)
     }
 
-    /// Reads or changes an entry in place.
+    /// Reads or changes an entry in place. (Inlinable, so that reading a few fields of an entry, as NAT does for
+    /// every packet, copies only those.)
+    @inlinable
     public subscript(slot: Int) -> ConntrackEntry {
         get { slots[slot]! }
         _modify { yield &slots[slot]! }

@@ -31,6 +31,7 @@ public enum TCPState: Int, Sendable, CaseIterable, Codable {
 enum TCPFlagIndex: Int {
     case syn = 0, synAck, fin, ack, rst, none
 
+    @inline(__always)
     init(_ flags: TCPFlags) {
         if flags.contains(.rst) {
             self = .rst
@@ -53,48 +54,51 @@ enum TCPTransition: Equatable {
     case invalid
 }
 
-/// The kernel's `tcp_conntracks[direction][flag index][state]` table and its valid-flags check.
+/// The kernel's `tcp_conntracks[direction][flag index][state]` table and its valid-flags check. Both are made of
+/// integer constants, which the compiler lays out as static data: the per-packet lookups reach them without the
+/// lazy initialization (a `swift_once` call on every access) that a computed value needs.
 enum TCPTransitionTable {
-    private static let sNO = TCPTransition.to(.none), sSS = TCPTransition.to(.synSent)
-    private static let sSR = TCPTransition.to(.synRecv), sES = TCPTransition.to(.established)
-    private static let sFW = TCPTransition.to(.finWait), sCW = TCPTransition.to(.closeWait)
-    private static let sLA = TCPTransition.to(.lastAck), sTW = TCPTransition.to(.timeWait)
-    private static let sCL = TCPTransition.to(.close), sS2 = TCPTransition.to(.synSent2)
-    private static let sIV = TCPTransition.invalid, sIG = TCPTransition.ignore
+    // The kernel's names for the cells: a state's `TCPState` raw value (no cell leads to sNO, 0), "ignore" or
+    // "invalid".
+    private static let sSS: UInt8 = 1, sSR: UInt8 = 2, sES: UInt8 = 3, sFW: UInt8 = 4, sCW: UInt8 = 5
+    private static let sLA: UInt8 = 6, sTW: UInt8 = 7, sCL: UInt8 = 8, sS2: UInt8 = 9
+    private static let sIG: UInt8 = 0xFE, sIV: UInt8 = 0xFF
 
-    //                          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
-    private static let original: [[TCPTransition]] = [
-        /* syn    */ [sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2],
-        /* synack */ [sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR],
-        /* fin    */ [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV],
-        /* ack    */ [sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV],
-        /* rst    */ [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL],
-        /* none   */ [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV],
+    /// Both directions, indexed [direction][flag index][state].
+    private static let cells: [UInt8] = [
+        // original  sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+        /* syn    */ sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2,
+        /* synack */ sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR,
+        /* fin    */ sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV,
+        /* ack    */ sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV,
+        /* rst    */ sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
+        /* none   */ sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV,
+        // reply     sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+        /* syn    */ sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2,
+        /* synack */ sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR,
+        /* fin    */ sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV,
+        /* ack    */ sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG,
+        /* rst    */ sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
+        /* none   */ sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV,
     ]
-    private static let reply: [[TCPTransition]] = [
-        /* syn    */ [sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2],
-        /* synack */ [sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR],
-        /* fin    */ [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV],
-        /* ack    */ [sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG],
-        /* rst    */ [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL],
-        /* none   */ [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV],
-    ]
 
-    /// Both directions in one flat table, indexed [direction][flag index][state].
-    private static let table: [TCPTransition] = (original + reply).flatMap { $0 }
-
+    @inline(__always)
     static func transition(_ direction: ConntrackDirection, _ index: TCPFlagIndex, from state: TCPState)
         -> TCPTransition
     {
-        table[(direction.rawValue * 6 + index.rawValue) * 10 + state.rawValue]
+        let cell = cells[(direction.rawValue * 6 + index.rawValue) * 10 + state.rawValue]
+        switch cell {
+        case sIG: return .ignore
+        case sIV: return .invalid
+        default: return .to(TCPState(rawValue: Int(cell))!)
+        }
     }
 
     /// `tcp_valid_flags`: the flag combinations conntrack accepts (PSH, ECE and CWR masked off), as a bit set
-    /// over the remaining FIN, SYN, RST, ACK and URG bits.
-    private static let validCombinations: UInt64 = [
-        TCPFlags.syn, [.syn, .urg], [.syn, .ack], [.rst], [.rst, .ack], [.fin, .ack], [.fin, .ack, .urg], [.ack],
-        [.ack, .urg],
-    ].reduce(0) { $0 | 1 << UInt64($1.rawValue) }
+    /// over the remaining FIN (0x01), SYN (0x02), RST (0x04), ACK (0x10) and URG (0x20) bits: SYN, SYN|URG,
+    /// SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK and ACK|URG.
+    private static let validCombinations: UInt64 =
+        1 << 0x02 | 1 << 0x22 | 1 << 0x12 | 1 << 0x04 | 1 << 0x14 | 1 << 0x11 | 1 << 0x31 | 1 << 0x10 | 1 << 0x30
 
     static func isValid(_ flags: TCPFlags) -> Bool {
         let significant = flags.rawValue & ~(TCPFlags.psh.rawValue | TCPFlags.ece.rawValue | TCPFlags.cwr.rawValue)

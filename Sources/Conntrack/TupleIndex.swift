@@ -61,6 +61,7 @@ struct TupleIndex: Sendable {
     }
 
     /// The bucket holding `key`, or the empty bucket where its probe run ends.
+    @inline(__always)
     private func probe(_ key: FlowKey, entries: [ConntrackEntry?]) -> Int {
         var position = home(key)
         while buckets[position] != 0, Self.tuple(buckets[position], in: entries) != key {

@@ -55,7 +55,9 @@ public enum DropReason: Int, Sendable, CaseIterable {
 /// Per-verdict, per-reason and per-backend counters. Sized once; counting never allocates.
 public struct DataplaneStats: Sendable {
     public private(set) var packets = 0
-    public private(set) var actions = [Int](repeating: 0, count: XDPAction.allCases.count)
+    /// Packets per verdict, in fields rather than an array: counting one (for every packet) is a plain add, with
+    /// no check that the storage is unshared.
+    private var verdicts = VerdictCounts()
     public private(set) var passReasons = [Int](repeating: 0, count: PassReason.allCases.count)
     public private(set) var dropReasons = [Int](repeating: 0, count: DropReason.allCases.count)
     public private(set) var malformed = [Int](repeating: 0, count: WireError.allCases.count)
@@ -83,14 +85,14 @@ public struct DataplaneStats: Sendable {
         backendPackets = [Int](repeating: 0, count: backendCount)
     }
 
-    public func count(of action: XDPAction) -> Int { actions[action.rawValue] }
+    public func count(of action: XDPAction) -> Int { verdicts[action] }
     public func count(passed reason: PassReason) -> Int { passReasons[reason.rawValue] }
     public func count(dropped reason: DropReason) -> Int { dropReasons[reason.rawValue] }
     public func count(malformed error: WireError) -> Int { malformed[error.rawValue] }
 
     mutating func record(_ action: XDPAction) {
         packets += 1
-        actions[action.rawValue] += 1
+        verdicts[action] += 1
     }
 
     mutating func recordPass(_ reason: PassReason) -> XDPAction {
@@ -126,7 +128,7 @@ public struct DataplaneStats: Sendable {
         }
         var total = left
         total.packets += right.packets
-        total.actions = sum(left.actions, right.actions)
+        for action in XDPAction.allCases { total.verdicts[action] += right.verdicts[action] }
         total.passReasons = sum(left.passReasons, right.passReasons)
         total.dropReasons = sum(left.dropReasons, right.dropReasons)
         total.malformed = sum(left.malformed, right.malformed)
@@ -140,5 +142,31 @@ public struct DataplaneStats: Sendable {
         total.backendConnections = sum(left.backendConnections, right.backendConnections)
         total.backendPackets = sum(left.backendPackets, right.backendPackets)
         return total
+    }
+}
+
+/// A count per XDP verdict.
+private struct VerdictCounts: Sendable {
+    private var aborted = 0, drop = 0, pass = 0, tx = 0, redirect = 0
+
+    subscript(action: XDPAction) -> Int {
+        get {
+            switch action {
+            case .aborted: aborted
+            case .drop: drop
+            case .pass: pass
+            case .tx: tx
+            case .redirect: redirect
+            }
+        }
+        set {
+            switch action {
+            case .aborted: aborted = newValue
+            case .drop: drop = newValue
+            case .pass: pass = newValue
+            case .tx: tx = newValue
+            case .redirect: redirect = newValue
+            }
+        }
     }
 }

@@ -129,10 +129,15 @@ public struct FlowSharding: Sendable {
     /// rest: a malformed packet, which the program passes unchanged and which changes no state, may go to any
     /// shard, as long as it is always the same one.
     private func key(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> UInt64 {
-        guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4,
-              frame.count >= link.networkOffset + 20
-        else { return 0 }
-        let ipOffset = link.networkOffset
+        let ipOffset: Int
+        if case .ethernet = linkType, frame.count >= 34, frame.u16(12) == EtherType.ipv4 {
+            ipOffset = 14  // the common frame, told without decoding its link header
+        } else {
+            guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4,
+                  frame.count >= link.networkOffset + 20
+            else { return 0 }
+            ipOffset = link.networkOffset
+        }
         let source = IPv4Address(frame.u32(ipOffset + 12))
         let destination = IPv4Address(frame.u32(ipOffset + 16))
         let protocolNumber = frame.u8(ipOffset + 9)

@@ -48,14 +48,15 @@ public struct IPv4Packet {
     /// True for the second and later fragments, which carry no transport header.
     public var isLaterFragment: Bool { fragmentOffset != 0 }
 
+    // The setters are inlined into NAT's rewrite, which changes an address of every packet it translates.
     public var source: IPv4Address {
         get { IPv4Address(frame.u32(offset + 12)) }
-        nonmutating set { replaceAddress(at: offset + 12, with: newValue) }
+        @inline(__always) nonmutating set { replaceAddress(at: offset + 12, with: newValue) }
     }
 
     public var destination: IPv4Address {
         get { IPv4Address(frame.u32(offset + 16)) }
-        nonmutating set { replaceAddress(at: offset + 16, with: newValue) }
+        @inline(__always) nonmutating set { replaceAddress(at: offset + 16, with: newValue) }
     }
 
     /// Offset of the payload (the transport header) in `frame`.
