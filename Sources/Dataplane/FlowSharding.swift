@@ -129,15 +129,8 @@ public struct FlowSharding: Sendable {
     /// rest: a malformed packet, which the program passes unchanged and which changes no state, may go to any
     /// shard, as long as it is always the same one.
     private func key(of frame: UnsafeMutableRawBufferPointer, wireLength: Int, linkType: LinkType) -> UInt64 {
-        let ipOffset: Int
-        if case .ethernet = linkType, frame.count >= 34, frame.u16(12) == EtherType.ipv4 {
-            ipOffset = 14  // the common frame, told without decoding its link header
-        } else {
-            guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4,
-                  frame.count >= link.networkOffset + 20
-            else { return 0 }
-            ipOffset = link.networkOffset
-        }
+        guard let ipOffset = LinkHeader.ipv4(in: frame, linkType: linkType)?.offset, frame.count >= ipOffset + 20
+        else { return 0 }
         let source = IPv4Address(frame.u32(ipOffset + 12))
         let destination = IPv4Address(frame.u32(ipOffset + 16))
         let protocolNumber = frame.u8(ipOffset + 9)
@@ -159,6 +152,7 @@ public struct FlowSharding: Sendable {
 
     /// The key of a packet with ports: its client side, found from the ports, else from the endpoints, then the
     /// frontends.
+    @inline(__always)
     private func key(of flow: FlowKey) -> UInt64 {
         let source = flow.sourceEndpoint
         let destination = flow.destinationEndpoint

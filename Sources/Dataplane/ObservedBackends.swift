@@ -56,10 +56,10 @@ public struct ObservedBackends: Sendable {
     public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
                          timestamp: Int64, reported: inout ReportedPairs) -> Sighting?
     {
-        guard let link = try? LinkHeader(frame: bytes, linkType: linkType), !link.isOutgoing,
-              link.etherType == EtherType.ipv4, mayComeFromBackend(bytes, networkOffset: link.networkOffset),
-              !reported.repeats(bytes, networkOffset: link.networkOffset),
-              let ip = try? IPv4Packet(frame: bytes, offset: link.networkOffset, wireLength: wireLength),
+        guard let (networkOffset, isOutgoing) = LinkHeader.ipv4(in: bytes, linkType: linkType), !isOutgoing,
+              mayComeFromBackend(bytes, networkOffset: networkOffset),
+              !reported.repeats(bytes, networkOffset: networkOffset),
+              let ip = try? IPv4Packet(frame: bytes, offset: networkOffset, wireLength: wireLength),
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
         else { return nil }
@@ -76,6 +76,7 @@ public struct ObservedBackends: Sendable {
     /// False when the frame's IPv4 packet does not come from a backend port, by the source port read before the
     /// packet is validated (about half the frames are the clients' own, which this skips at the cost of a few
     /// loads); true when the ports cannot be read, which the decoding then rejects.
+    @inline(__always)
     private func mayComeFromBackend(_ bytes: UnsafeMutableRawBufferPointer, networkOffset: Int) -> Bool {
         guard let ports = IPv4Packet.unvalidatedPorts(in: bytes, offset: networkOffset) else { return true }
         return backendPorts.contains(ports.source)

@@ -18,11 +18,14 @@ public enum FlowHash {
     }
 
     /// A hash of one address (the same in every process).
+    @inlinable @inline(__always)
     public static func hash(_ address: IPv4Address) -> UInt64 {
         mix(UInt64(address.value) ^ 0xD6E8_FEB8_6659_FD93)
     }
 
-    /// A hash of one address and port.
+    /// A hash of one address and port. (Inlined, as the one-address hash: the sharding keys every frame's client
+    /// with it.)
+    @inlinable @inline(__always)
     public static func hash(_ address: IPv4Address, port: UInt16) -> UInt64 {
         mix(hash(address) ^ UInt64(port))
     }
@@ -39,7 +42,7 @@ public enum FlowHash {
         Int(truncatingIfNeeded: mix(word ^ UInt64(truncatingIfNeeded: seed)))
     }
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     static func mix(_ value: UInt64) -> UInt64 {
         var x = value
         x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9

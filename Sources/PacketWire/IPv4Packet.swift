@@ -67,6 +67,7 @@ public struct IPv4Packet {
     /// The ports of the IPv4 packet at `offset` in `frame`, read where its header length puts a transport
     /// header, without validating the packet (for a quick look before, or instead of, decoding it); nil when the
     /// frame is too short to hold them.
+    @inlinable @inline(__always)
     public static func unvalidatedPorts(in frame: UnsafeMutableRawBufferPointer, offset: Int)
         -> (source: UInt16, destination: UInt16)?
     {

@@ -71,6 +71,20 @@ public struct LinkHeader: Equatable, Sendable {
         try skipVLANTags(frame)
     }
 
+    /// Where the IPv4 packet a frame carries starts, and whether the capture marked the frame outgoing; nil for a
+    /// frame that carries no IPv4 or whose link header is cut. For the passes over every frame that look at IPv4
+    /// alone: an untagged Ethernet frame, the common one, is told from its EtherType without decoding the rest.
+    @inlinable
+    public static func ipv4(in frame: UnsafeMutableRawBufferPointer, linkType: LinkType)
+        -> (offset: Int, isOutgoing: Bool)?
+    {
+        if case .ethernet = linkType, frame.count >= 14, frame.u16(12) == EtherType.ipv4 { return (14, false) }
+        guard let link = try? LinkHeader(frame: frame, linkType: linkType), link.etherType == EtherType.ipv4 else {
+            return nil
+        }
+        return (link.networkOffset, link.isOutgoing)
+    }
+
     /// Linux `PACKET_OUTGOING`, the cooked-capture packet type of frames the host sent.
     public static let packetOutgoing: UInt16 = 4
 

@@ -7,7 +7,7 @@ public struct PortSet: Sendable {
         for port in ports { words[Int(port >> 6)] |= 1 << UInt64(port & 63) }
     }
 
-    @inlinable public func contains(_ port: UInt16) -> Bool {
+    @inlinable @inline(__always) public func contains(_ port: UInt16) -> Bool {
         words.withUnsafeBufferPointer { $0[Int(port >> 6)] } & 1 << UInt64(port & 63) != 0
     }
 }

@@ -112,6 +112,36 @@ struct DecodeTests {
         }
     }
 
+    @Test("the quick look for an IPv4 packet agrees with decoding the link header, on random and real frames")
+    func quickIPv4Look() {
+        var random = SeededGenerator(seed: 12)
+        let linkTypes: [LinkType] = [.ethernet, .rawIPv4, .linuxCooked, .linuxCooked2, .other(999)]
+        var frames = [builder.ethernetFrame(), builder.cookedFrame(outgoing: true)]
+        for _ in 0..<20000 {
+            let length = Int.random(in: 0...40, using: &random)
+            var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let typeOffset = [12, 14, 16].randomElement(using: &random)!
+            if bytes.count > typeOffset + 1, Bool.random(using: &random) {
+                bytes[typeOffset] = 0x08
+                bytes[typeOffset + 1] = 0
+            }
+            frames.append(bytes)
+        }
+        var quickOnes = 0
+        for bytes in frames {
+            _ = withFrame(bytes) { frame in
+                for linkType in linkTypes {
+                    let decoded = (try? LinkHeader(frame: frame, linkType: linkType))
+                        .flatMap { $0.etherType == EtherType.ipv4 ? $0 : nil }
+                    let quick = LinkHeader.ipv4(in: frame, linkType: linkType)
+                    #expect(quick?.offset == decoded?.networkOffset && quick?.isOutgoing == decoded?.isOutgoing)
+                    if quick != nil { quickOnes += 1 }
+                }
+            }
+        }
+        #expect(quickOnes > 5000)
+    }
+
     @Test("dotted-quad addresses parse strictly")
     func addresses() {
         #expect(IPv4Address("10.96.148.206")?.description == "10.96.148.206")
