@@ -58,7 +58,8 @@ if Context.environment["SVCPLANE_FUZZ"] != nil {
     ]
 }
 
-// package-benchmark suites (Benchmarks/), built only when asked for: `SVCPLANE_BENCHMARKS=1 swift package benchmark`.
+// package-benchmark suites (Benchmarks/), built only when asked for (the README gives the command and why it passes
+// --no-progress): `SVCPLANE_BENCHMARKS=1 swift package benchmark --no-progress`.
 if Context.environment["SVCPLANE_BENCHMARKS"] != nil {
     package.dependencies += [
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
