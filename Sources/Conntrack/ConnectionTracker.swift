@@ -17,8 +17,8 @@ public struct TCPSegmentSummary: Sendable {
         self.window = window
     }
 
-    /// (Inlinable: the program reads these fields of every TCP segment.)
-    @inlinable
+    /// (Inlined: the program reads these fields of every TCP segment.)
+    @inlinable @inline(__always)
     public init(_ segment: TCPSegment) {
         self.init(flags: segment.flags, sequence: segment.sequenceNumber,
                   acknowledgement: segment.acknowledgementNumber, payloadLength: segment.payloadLength,

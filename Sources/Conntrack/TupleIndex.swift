@@ -70,6 +70,7 @@ struct TupleIndex: Sendable {
         return position
     }
 
+    @inline(__always)
     private func home(_ key: FlowKey) -> Int {
         FlowHash.index(FlowHash.bucketHash(key), count: buckets.count)
     }

@@ -11,7 +11,9 @@ public enum FlowHash {
     }
 
     /// A cheaper hash of a 5-tuple, for where it lies in a hash table: two mixing rounds over the tuple's two
-    /// words, no seed. Spread is all a table needs; no choice depends on the value.
+    /// words, no seed. Spread is all a table needs; no choice depends on the value. (Inlined: conntrack hashes
+    /// every packet's tuple.)
+    @inlinable @inline(__always)
     public static func bucketHash(_ key: FlowKey) -> UInt64 {
         mix(mix(UInt64(key.source.value) << 32 | UInt64(key.destination.value))
             ^ (UInt64(key.sourcePort) << 24 | UInt64(key.destinationPort) << 8 | UInt64(key.protocolNumber)))

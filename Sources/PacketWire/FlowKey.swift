@@ -6,6 +6,7 @@ public struct FlowKey: Hashable, Sendable, CustomStringConvertible {
     public var destinationPort: UInt16
     public var protocolNumber: UInt8
 
+    @inlinable
     public init(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
                 protocolNumber: UInt8)
     {
@@ -16,7 +17,8 @@ public struct FlowKey: Hashable, Sendable, CustomStringConvertible {
         self.protocolNumber = protocolNumber
     }
 
-    /// The key of a packet's TCP or UDP header.
+    /// The key of a packet's TCP or UDP header. (Inlined: the program keys every packet.)
+    @inlinable @inline(__always)
     public init(ip: IPv4Packet, transport: TransportHeader) {
         self.init(source: ip.source, destination: ip.destination, sourcePort: transport.sourcePort,
                   destinationPort: transport.destinationPort, protocolNumber: ip.protocolNumber)

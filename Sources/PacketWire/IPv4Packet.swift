@@ -18,7 +18,9 @@ public struct IPv4Packet {
     public let totalLength: Int
 
     /// Validates the header at `offset`. `wireLength` is the frame's original length, which exceeds
-    /// `frame.count` when the capture was cut at the snap length; the header itself must be captured.
+    /// `frame.count` when the capture was cut at the snap length; the header itself must be captured. (Inlined,
+    /// as the transport header's: the program decodes every packet.)
+    @inlinable @inline(__always)
     public init(frame: UnsafeMutableRawBufferPointer, offset: Int, wireLength: Int) throws(WireError) {
         guard frame.count >= offset + 20 else { throw .truncatedIPv4Header }
         let versionAndLength = frame.u8(offset)

@@ -12,6 +12,7 @@ public struct TransportHeader {
     /// Validates the TCP or UDP header carried by `ip` (whose payload must start a transport header).
     /// Only the fixed part must be captured (TCP options may be cut by a short snap length: NAT and
     /// tracking read the first 20 bytes); lengths are checked against the packet as sent.
+    @inlinable @inline(__always)
     public init(ip: IPv4Packet) throws(WireError) {
         let frame = ip.frame
         let offset = ip.payloadOffset
