@@ -26,6 +26,8 @@ public final class PcapReader {
     public let snapLength: Int32
     /// The precision the file itself records, so a writer can keep it.
     public let filePrecision: TimestampPrecision
+    /// The size of the file in bytes; nil when it is not a regular file (a pipe).
+    public let fileSize: Int64?
     /// Number of frames returned so far.
     // The per-record state is not checked for exclusive access at run time (a reader is used by one caller).
     @exclusivity(unchecked) public private(set) var packetsRead = 0
@@ -51,6 +53,9 @@ public final class PcapReader {
         datalink = pcap_datalink(handle)
         snapLength = pcap_snapshot(handle)
         filePrecision = FilePrecisionProbe.precision(ofCaptureAt: path)
+        var status = stat()
+        let isRegularFile = path != "-" && stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
+        fileSize = isRegularFile ? Int64(status.st_size) : nil
         blocks = readsBlocks ? PcapBlockSource(path: path, snapLength: snapLength) : nil
     }
 

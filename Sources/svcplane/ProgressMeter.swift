@@ -6,7 +6,6 @@ import PacketIO
 /// or a pipe gets the summary alone. (Wall-clock time is used for this display only, never for the output.)
 final class ProgressMeter {
     private let reader: PcapReader
-    private let fileSize: Int64?
     private let start = ContinuousClock.now
     private var lastShown: ContinuousClock.Instant?
 
@@ -14,9 +13,6 @@ final class ProgressMeter {
     init?(reader: PcapReader, quiet: Bool) {
         guard !quiet, isatty(STDERR_FILENO) == 1 else { return nil }
         self.reader = reader
-        var status = stat()
-        let regular = stat(reader.path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
-        fileSize = regular ? Int64(status.st_size) : nil
     }
 
     func update(packetsRead: Int) {
@@ -27,7 +23,7 @@ final class ProgressMeter {
         let seconds = elapsed.seconds
         let rate = String(format: "%.2f Mpps", Double(packetsRead) / seconds / 1e6)
         var line = "\(packetsRead) packets, \(rate)"
-        if let fileSize, fileSize > 0, let position = reader.bytesRead {
+        if let fileSize = reader.fileSize, fileSize > 0, let position = reader.bytesRead {
             line += ", \(min(100, position * 100 / fileSize))% of \(reader.path)"
         }
         Output.standardError("\r\u{1B}[K" + line)

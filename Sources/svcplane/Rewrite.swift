@@ -69,7 +69,8 @@ struct Rewrite: ParsableCommand {
         let writer: PcapWriter
         do {
             writer = try PcapWriter(path: output, datalink: runner.reader.datalink,
-                                    snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision)
+                                    snapLength: runner.reader.snapLength, precision: runner.reader.filePrecision,
+                                    expectedSize: runner.reader.fileSize)
         } catch { throw CommandFailure(message: error.description) }
         let counts = try runner.run(writer: writer, quiet: quiet)
         if timing { Output.standardError(Self.timingLine(setUp: setUp - start, packets: clock.now - setUp,

@@ -93,6 +93,34 @@ struct PcapTests {
         #expect(throws: CaptureError.self) { try writer.close() }
     }
 
+    @Test("the space reserved for the expected size never shows in the file's size and is given back at close",
+          arguments: [false, true])
+    func reservedSpace(writtenOver: Bool) throws {
+        let path = temporaryPath("reserved.pcap")
+        let plain = temporaryPath("plain.pcap")
+        defer { for file in [path, plain] { try? FileManager.default.removeItem(atPath: file) } }
+        if writtenOver { try Data(repeating: 0xEE, count: 1 << 20).write(to: URL(fileURLWithPath: path)) }
+        try write(plain, precision: .microseconds)
+        let reserved = 64 << 20
+        let writer = try PcapWriter(path: path, datalink: 1, snapLength: 262_144, precision: .microseconds,
+                                    expectedSize: Int64(reserved))
+        for (n, frame) in frames.enumerated() {
+            frame.withUnsafeBytes {
+                writer.write($0, wireLength: frame.count + n, timestamp: 1_700_000_000_123_456_789 + Int64(n))
+            }
+        }
+        try writer.flush()
+        var status = stat()
+        #expect(stat(path, &status) == 0)
+        let plainSize = try FileManager.default.attributesOfItem(atPath: plain)[.size] as? Int
+        #expect(Int(status.st_size) == plainSize, "the size is what is written")
+        let reservationTook = Int(status.st_blocks) * 512 >= reserved  // where the file system reserves
+        try writer.close()
+        #expect(stat(path, &status) == 0)
+        #expect(Int(status.st_blocks) * 512 < 1 << 20, "reserved \(reservationTook), then given back")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: plain)))
+    }
+
     @Test("a file written over holds the new capture alone, whether it is emptied before, during or after the writing",
           arguments: [1, 2_000, 40_000])
     func writtenOver(records: Int) throws {
