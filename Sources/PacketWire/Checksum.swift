@@ -29,15 +29,31 @@ public enum InternetChecksum {
     /// A checksum that was wrong stays wrong by the same amount.
     @inline(__always)
     public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
-        ~fold(UInt64(~checksum) + UInt64(~old) + UInt64(new))
+        apply(difference(old: old, new: new), to: checksum)
     }
 
     /// RFC 1624 eqn. 3 for a 32-bit field (an IPv4 address), as two 16-bit words.
     @inline(__always)
     public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
-        let wide = UInt64(~checksum) + UInt64(~UInt16(old >> 16)) + UInt64(~UInt16(truncatingIfNeeded: old))
-            + UInt64(new >> 16) + UInt64(new & 0xFFFF)
-        return ~fold(wide)
+        apply(difference(old: old, new: new), to: checksum)
+    }
+
+    /// What a 16-bit field changing from `old` to `new` adds to the sums in eqn. 3 (~m + m'), not folded: the
+    /// differences of several fields add up, to be applied to a checksum at once.
+    @inline(__always)
+    public static func difference(old: UInt16, new: UInt16) -> UInt64 { UInt64(~old) + UInt64(new) }
+
+    /// The same for a 32-bit field, as two 16-bit words.
+    @inline(__always)
+    public static func difference(old: UInt32, new: UInt32) -> UInt64 {
+        UInt64(~UInt16(old >> 16)) + UInt64(~UInt16(truncatingIfNeeded: old)) + UInt64(new >> 16)
+            + UInt64(new & 0xFFFF)
+    }
+
+    /// Eqn. 3 with the summed differences of the fields that changed: ~(~HC + the differences).
+    @inline(__always)
+    public static func apply(_ difference: UInt64, to checksum: UInt16) -> UInt16 {
+        ~fold(UInt64(~checksum) + difference)
     }
 
     /// Sum of the IPv4 TCP/UDP pseudo-header (source, destination, protocol, L4 length).

@@ -50,15 +50,18 @@ public struct IPv4Packet {
     /// True for the second and later fragments, which carry no transport header.
     public var isLaterFragment: Bool { fragmentOffset != 0 }
 
-    // The setters are inlined into NAT's rewrite, which changes an address of every packet it translates.
     public var source: IPv4Address {
         get { IPv4Address(frame.u32(offset + 12)) }
-        @inline(__always) nonmutating set { replaceAddress(at: offset + 12, with: newValue) }
+        nonmutating set { setAddress(.source, to: newValue, difference: addressDifference(source, newValue)) }
     }
 
     public var destination: IPv4Address {
         get { IPv4Address(frame.u32(offset + 16)) }
-        @inline(__always) nonmutating set { replaceAddress(at: offset + 16, with: newValue) }
+        nonmutating set { setAddress(.destination, to: newValue, difference: addressDifference(destination, newValue)) }
+    }
+
+    private func addressDifference(_ old: IPv4Address, _ new: IPv4Address) -> UInt64 {
+        InternetChecksum.difference(old: old.value, new: new.value)
     }
 
     /// Offset of the payload (the transport header) in `frame`.
@@ -94,12 +97,14 @@ public struct IPv4Packet {
         frame.setU16(offset + 10, InternetChecksum.update(headerChecksum, old: old, new: old &- 0x0100))
     }
 
-    /// Writes an address field and updates the header checksum incrementally.
+    /// Writes the source or destination address and updates the header checksum incrementally with the
+    /// change's `difference` (`InternetChecksum.difference` of the old and new address: NAT computes it once for
+    /// this checksum and the transport's, whose pseudo-header holds the address too). Inlined into NAT's rewrite,
+    /// which changes an address of every packet it translates.
     @inline(__always)
-    private func replaceAddress(at fieldOffset: Int, with address: IPv4Address) {
-        let old = frame.u32(fieldOffset)
-        frame.setU32(fieldOffset, address.value)
-        frame.setU16(offset + 10, InternetChecksum.update(headerChecksum, old: old, new: address.value))
+    public func setAddress(_ end: PacketEnd, to address: IPv4Address, difference: UInt64) {
+        frame.setU32(offset + (end == .source ? 12 : 16), address.value)
+        frame.setU16(offset + 10, InternetChecksum.apply(difference, to: headerChecksum))
     }
 
     /// Recomputes the header checksum from scratch (for packets svcplane builds itself).

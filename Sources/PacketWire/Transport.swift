@@ -55,9 +55,10 @@ public struct TransportHeader {
 
     /// Rewrites one end of the packet: its address in `ip` (the packet that carries this header) and its port,
     /// as the kernel's `nf_nat_ipv4_manip_pkt` does. A changed address updates the IP header checksum; this
-    /// header's checksum is updated incrementally for the address (in the pseudo-header), then for the port, each
-    /// step's value as `csum_replace4` and `csum_replace2` leave it. Fields that already hold their new value are
-    /// not touched.
+    /// header's checksum is updated incrementally for the address (in the pseudo-header) and the port at once:
+    /// one's-complement sums are associative, so it is the value `csum_replace4` then `csum_replace2` leave
+    /// (a UDP checksum updated to 0 is stored as 0xFFFF, as the kernel's `CSUM_MANGLED_0`). Fields that already
+    /// hold their new value are not touched.
     public func rewrite(_ end: PacketEnd, of ip: IPv4Packet, address: IPv4Address, port: UInt16) {
         let portOffset = end == .source ? offset : offset &+ 2
         let oldAddress = end == .source ? ip.source : ip.destination
@@ -65,22 +66,21 @@ public struct TransportHeader {
         let addressChanges = oldAddress != address
         let portChanges = oldPort != port
         guard addressChanges || portChanges else { return }
-        if addressChanges {
-            if end == .source { ip.source = address } else { ip.destination = address }
-        }
+        // What each change adds to the checksums' sums, computed once for the IP header's and this header's.
+        let addressDifference = addressChanges
+            ? InternetChecksum.difference(old: oldAddress.value, new: address.value) : 0
+        if addressChanges { ip.setAddress(end, to: address, difference: addressDifference) }
         if portChanges { frame.setU16(portOffset, port) }
         if protocolNumber == IPProtocol.sctp {  // no pseudo-header: only the port counts
             if portChanges { recomputeSCTPChecksum() }
             return
         }
         let checksumOffset = self.checksumOffset
-        var updated = frame.u16(checksumOffset)
-        guard protocolNumber == IPProtocol.tcp || updated != 0 else { return }  // a UDP datagram without one
-        if addressChanges {
-            updated = storable(InternetChecksum.update(updated, old: oldAddress.value, new: address.value))
-        }
-        if portChanges { updated = storable(InternetChecksum.update(updated, old: oldPort, new: port)) }
-        frame.setU16(checksumOffset, updated)
+        let checksum = frame.u16(checksumOffset)
+        guard protocolNumber == IPProtocol.tcp || checksum != 0 else { return }  // a UDP datagram without one
+        let portDifference = portChanges ? InternetChecksum.difference(old: oldPort, new: port) : 0
+        let updated = InternetChecksum.apply(addressDifference &+ portDifference, to: checksum)
+        frame.setU16(checksumOffset, storable(updated))
     }
 
     /// SCTP's CRC-32C covers the whole packet, so it is computed again (the kernel's `sctp_manip_pkt` does the
