@@ -125,12 +125,16 @@ struct ConntrackCommand: ParsableCommand {
     }
 }
 
-/// A capture, the programs built for it (one per worker), and running one through the others.
+/// A capture, the programs built for it (one per worker), and running one through the others. A run is kept to the
+/// process's exit, which gives its memory back at once: freeing its state object by object (the programs' tables,
+/// an array for each client whose replies were followed) would change nothing and cost time at the end of every
+/// run (8 ms of a 0.18 s run of 20,000 connections here).
 final class CaptureRun {
     let reader: PcapReader
     var programs: [ServiceLoadBalancer]
     let changes: [ScheduledChange]
     let partition: ConnectionPartition?
+    nonisolated(unsafe) private static var keptToExit: [CaptureRun] = []
 
     init(input: String, cluster: ManifestOptions, program: ProgramOptions, capture: CaptureOptions) throws {
         let table = try cluster.serviceTable()
@@ -158,6 +162,7 @@ final class CaptureRun {
                                               configuration: configuration, observed: observed)
             programs = Array(repeating: program, count: capture.workers)
         } catch { throw CommandFailure(message: error.description) }
+        Self.keptToExit.append(self)
     }
 
     /// Runs the capture through the program; progress on stderr unless `quiet` (and only on a terminal).
