@@ -41,7 +41,8 @@ public final class PcapWriter {
     private var closed = false
     /// Bytes to reserve before the first write (in a regular file).
     private let expectedSize: Int64?
-    /// Whether they were reserved: the space past the file's end is then given back when it is closed.
+    /// Whether they were asked for: the space past the file's end is then given back when it is closed (also
+    /// after a reservation that failed part way, as one can when the disk fills).
     @exclusivity(unchecked) private var reserved = false
     private let buffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var buffered = 0
@@ -222,7 +223,8 @@ extension PcapWriter {
     private func reserveSpace() {
         #if os(Linux)
         guard let expectedSize, expectedSize > 0 else { return }
-        reserved = fallocate(descriptor, Self.keepSize, 0, off_t(expectedSize)) == 0
+        _ = fallocate(descriptor, Self.keepSize, 0, off_t(expectedSize))
+        reserved = true
         #endif
     }
 
