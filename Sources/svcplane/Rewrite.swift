@@ -154,7 +154,8 @@ final class CaptureRun {
         } : nil
         do {
             reader = try PcapReader(path: input)
-            let observed = capture.followCapture && FileIdentity(path: input)?.isRegularFile == true
+            // The replies are read ahead from a regular file only (the reader knows its size): a pipe is read once.
+            let observed = capture.followCapture && reader.fileSize != nil
                 ? try CaptureRewriter.followReplies(path: input, tables: [table] + changes.map(\.table),
                                                     udpTimeoutSeconds: configuration.timeouts.udp)
                 : nil
