@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -23,7 +24,8 @@ let package = Package(
         // Cluster reads YAML with the event parser of libyaml, the C library inside Yams (its CYaml module).
         .target(name: "Cluster", dependencies: ["PacketWire", "Yams"]),
         .target(name: "Conntrack", dependencies: ["PacketWire"]),
-        .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster"]),
+        .target(name: "Dataplane", dependencies: ["PacketWire", "Conntrack", "Cluster",
+                                               .product(name: "DequeModule", package: "swift-collections")]),
         .target(name: "Pipeline", dependencies: ["Dataplane", "PacketIO"]),
         .target(name: "Node", dependencies: ["Pipeline"]),
         .target(name: "KubeProxyRules",

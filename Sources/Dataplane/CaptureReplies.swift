@@ -5,28 +5,36 @@ import PacketWire
 /// The backends a capture's replies show (`ObservedBackends`), shared by a run's programs and filled while they
 /// run, in capture order: the run records the sightings of each batch of frames it reads, ahead of the programs.
 /// A program asking about a new connection waits until the sightings recorded so far decide it, or the capture
-/// has been read to its end. When the run's reading is held up (it waits for a program to move on) and a program
-/// still waits, a look-ahead reading of the capture (`lookAhead`, started once) records the frames past those
-/// recorded, to the end; not at once, since the reading may be held by another program that is only behind
-/// (`lookAheadGrace`). The answer is the one a complete first pass would give, whatever the threads' timing.
+/// has been read a horizon past its clock, or to its end. When the run's reading is held up (it waits for a
+/// program to move on) and a program still waits, a look-ahead reading of the capture (`lookAhead`, started
+/// once) records the frames past those recorded, as far as the programs waiting need; not at once, since the
+/// reading may be held by another program that is only behind (`lookAheadGrace`). The answer is the one a
+/// complete first pass would give, whatever the threads' timing, and so is what every program reached lets
+/// the replies forget (`forget(before:)`).
 public final class CaptureReplies: @unchecked Sendable {
+    /// An unchanging copy, for the passes over the capture to decode frames with, without the lock
+    /// (`ObservedBackends.sighting`).
+    public let decoder: ObservedBackends
     /// Guards everything below it.
     private let condition = NSCondition()
     private var observed: ObservedBackends
-    /// Frames from the capture's start whose sightings are recorded (each frame's once, in order).
+    /// Frames from the capture's start whose sightings are recorded (each frame's once, in order), and the
+    /// capture clock (the latest timestamp) through them.
     private var scanned = 0
+    private var scannedClock = Int64.min
     private var complete = false
     /// Since when the run's reading has been held up, if it is.
     private var heldSince: Date?
     /// Starts the look-ahead reading; nil once started.
     private var lookAhead: (@Sendable (CaptureReplies) -> Void)?
     private var lookAheadStarted = false
-    /// An unchanging copy, to decode frames without the lock.
-    private let decoder: ObservedBackends
+    /// The capture clock the look-ahead reading is to record past, for the programs waiting.
+    private var wanted = Int64.min
 
     /// Replies from the endpoints of any of `tables` (the initial state and every `--apply` state). `lookAhead`
     /// starts a reading of the capture, on a thread of its own, that records in these replies the sightings of
-    /// the frames past `scannedFrames`, and finishes; without it, whoever records must finish.
+    /// the frames past those recorded whenever `awaitLookAheadNeed` lets it, and finishes them at the capture's
+    /// end; without it, whoever records must finish.
     public init(tables: [ServiceTable], udpTimeoutSeconds: Int64,
                 lookAhead: (@Sendable (CaptureReplies) -> Void)? = nil)
     {
@@ -41,27 +49,29 @@ public final class CaptureReplies: @unchecked Sendable {
         return body()
     }
 
-    /// The sighting frame number `frame` (counted from 0) is, if it comes from a backend and may change what is
-    /// recorded; `reported` holds the pairs of the TCP sightings this pass over the capture has returned (see
-    /// `ObservedBackends.sighting`).
-    public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
-                         timestamp: Int64, reported: inout ReportedPairs) -> ObservedBackends.Sighting?
-    {
-        decoder.sighting(in: bytes, frame: frame, linkType: linkType, wireLength: wireLength, timestamp: timestamp,
-                         reported: &reported)
-    }
-
-    /// Frames from the capture's start whose sightings are recorded.
-    public var scannedFrames: Int { locked { scanned } }
-
-    /// Records the sightings of the frames before number `frames` (in capture order, from frames that follow
-    /// on from those recorded, or overlap them: a frame is recorded once), and wakes the programs waiting.
-    public func record(_ sightings: [ObservedBackends.Sighting], throughFrame frames: Int) {
+    /// Records the sightings of the frames before number `frames`, through which the capture clock is `clock` (in
+    /// capture order, from frames that follow on from those recorded, or overlap them: a frame is recorded once),
+    /// and wakes the programs waiting.
+    public func record(_ sightings: [ObservedBackends.Sighting], throughFrame frames: Int, clock: Int64) {
         locked {
             for sighting in sightings where sighting.frame >= scanned { observed.record(sighting) }
-            scanned = max(scanned, frames)
+            if frames > scanned { (scanned, scannedClock) = (frames, clock) }
         }
         condition.broadcast()
+    }
+
+    /// Every program has reached capture clock `clock`: forgets what none of them can ask about again.
+    public func forget(before clock: Int64) {
+        locked { observed.forget(before: clock) }
+    }
+
+    /// For the look-ahead reading, between two hand-overs of sightings: waits while the programs need no more
+    /// recorded. False once the capture has been read.
+    public func awaitLookAheadNeed() -> Bool {
+        locked {
+            while !complete, scannedClock > wanted { condition.wait() }
+            return !complete
+        }
     }
 
     /// The capture has been read: what is not decided now never will be.
@@ -76,24 +86,36 @@ public final class CaptureReplies: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// The position in `entry.backends` of the backend among `candidates` that answered `flow`'s client next
-    /// after `time`; nil when the whole capture holds no such reply.
-    func choice(for flow: FlowKey, at time: Int64, entry: ServicePortEntry, among candidates: [Int]) -> Int? {
-        locked {
+    /// The position in `entry.backends` of the backend among `candidates` whose reply answered `flow`'s client
+    /// first at `time` or after, for a program at capture clock `clock` (see `ObservedBackends.choice`); nil when
+    /// the capture holds no such reply.
+    func choice(for flow: FlowKey, at time: Int64, clock: Int64, entry: ServicePortEntry,
+                among candidates: [Int]) -> Int?
+    {
+        let need = clock + decoder.horizon  // no reply recorded past this counts
+        return locked {
             while true {
-                if let position = observed.choice(for: flow, at: time, entry: entry, among: candidates) {
+                if let position = observed.choice(for: flow, at: time, clock: clock, entry: entry,
+                                                  among: candidates)
+                {
                     return position
                 }
-                if complete { return nil }
-                if let heldSince, let start = lookAhead {
+                if complete || scannedClock > need { return nil }
+                if let heldSince {
                     let deadline = heldSince.addingTimeInterval(Self.lookAheadGrace)
                     if Date() < deadline {
                         _ = condition.wait(until: deadline)
                         continue
                     }
-                    lookAhead = nil
-                    lookAheadStarted = true
-                    start(self)
+                    if let start = lookAhead {
+                        lookAhead = nil
+                        lookAheadStarted = true
+                        start(self)
+                    }
+                    if need > wanted {
+                        wanted = need
+                        condition.broadcast()
+                    }
                 }
                 condition.wait()
             }
@@ -109,9 +131,6 @@ public final class CaptureReplies: @unchecked Sendable {
     /// Whether the look-ahead reading was needed.
     var readAhead: Bool { locked { lookAheadStarted } }
 
-    /// Whether the capture has been read to its end.
-    public var isComplete: Bool { locked { complete } }
-
-    /// Whether any backend answered in what has been read.
-    public var isEmpty: Bool { locked { observed.isEmpty } }
+    /// Observations held: the replies' connections of a few horizons of capture time at most.
+    public var count: Int { locked { observed.count } }
 }

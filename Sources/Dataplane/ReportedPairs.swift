@@ -1,24 +1,26 @@
 import PacketWire
 
-/// The TCP backend-and-client pairs one pass over a capture has reported as sightings, as far as a fixed table
-/// holds them (a pair takes the slot of an older one whose key hashes alike): enough to know the connections in
-/// flight. Their later segments change no observation (`ObservedBackends.record`), so a pass recognises them
-/// from a few fields, before decoding them or looking them up.
+/// The TCP backend-and-client pairs one pass over a capture has reported as sightings in the current period of
+/// capture time (`ObservedBackends.period`), as far as a fixed table holds them (a pair takes the slot of an older
+/// one whose key hashes alike): enough to know the connections in flight. A pair's later segments in the period
+/// in which it was reported change no observation (`ObservedBackends.record`), so a pass recognises them from a
+/// few fields, before decoding them or looking them up.
 public struct ReportedPairs {
     private struct Slot: Equatable {
         var backend: UInt64
         var client: UInt64
+        var period: Int64
     }
 
     private static let slotBits = 14
-    private var slots = [Slot](repeating: Slot(backend: 0, client: 0), count: 1 << slotBits)
+    private var slots = [Slot](repeating: Slot(backend: 0, client: 0, period: 0), count: 1 << slotBits)
 
     public init() {}
 
     /// Whether the IPv4 packet at `networkOffset` in `frame` is a TCP segment, other than a SYN/ACK, of a pair in
-    /// the table, by fields read where a valid packet has them, without validating it (any packet so read, valid
-    /// or not, changes no observation).
-    func repeats(_ frame: UnsafeMutableRawBufferPointer, networkOffset offset: Int) -> Bool {
+    /// the table reported in `period`, by fields read where a valid packet has them, without validating it (any
+    /// packet so read, valid or not, changes no observation).
+    func repeats(_ frame: UnsafeMutableRawBufferPointer, networkOffset offset: Int, period: Int64) -> Bool {
         guard frame.count >= offset + 20, frame.u8(offset + 9) == IPProtocol.tcp else { return false }
         let tcpOffset = IPv4Packet.unvalidatedPayloadOffset(in: frame, offset: offset)
         guard frame.count >= tcpOffset + 14,
@@ -27,14 +29,15 @@ public struct ReportedPairs {
         else { return false }
         let backend = Self.key(frame.u32(offset + 12), frame.u16(tcpOffset))
         let client = Self.key(frame.u32(offset + 16), frame.u16(tcpOffset + 2))
-        return slots[Self.slot(backend: backend, client: client)] == Slot(backend: backend, client: client)
+        return slots[Self.slot(backend: backend, client: client)]
+            == Slot(backend: backend, client: client, period: period)
     }
 
-    /// Adds the pair of a TCP sighting.
-    mutating func insert(backend: TransportEndpoint, client: TransportEndpoint) {
+    /// Adds the pair of a TCP sighting in `period`.
+    mutating func insert(backend: TransportEndpoint, client: TransportEndpoint, period: Int64) {
         let backend = Self.key(backend.address.value, backend.port)
         let client = Self.key(client.address.value, client.port)
-        slots[Self.slot(backend: backend, client: client)] = Slot(backend: backend, client: client)
+        slots[Self.slot(backend: backend, client: client)] = Slot(backend: backend, client: client, period: period)
     }
 
     /// An address and port, with a bit above them that no empty slot has.

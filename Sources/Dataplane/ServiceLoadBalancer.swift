@@ -214,7 +214,8 @@ public struct ServiceLoadBalancer {
         }
         let (candidates, local) = policy.candidates(table, entry: entryIndex, scope: scope, source: flow.source)
         guard !candidates.isEmpty else { return stats.recordDrop(.noLocalEndpoints) }
-        let captured = observed?.choice(for: flow, at: context.timestamp, entry: entry, among: candidates)
+        let captured = observed?.choice(for: flow, at: context.timestamp, clock: clock, entry: entry,
+                                        among: candidates)
         let backendPosition = captured
             ?? affinity.pinnedBackend(client: flow.source, in: entry, among: candidates, now: clock)
             ?? candidates[selector.choose(entryIndex: entryIndex, entry: entry, candidates: candidates, local: local,

@@ -7,6 +7,8 @@ protocol ReadingObserver {
     func read(_ batch: FrameBatch, framesBefore: Int)
     /// The reading waits for the workers to move on (true), or goes on (false).
     func readingHeld(_ held: Bool)
+    /// Every worker has worked `batch`, the oldest batch read and not worked before; it is to be finished.
+    func worked(_ batch: FrameBatch)
     /// Nothing more will be read.
     func readingEnded()
 }
@@ -68,6 +70,7 @@ struct BatchPipeline {
                 handoffs.waitUntilWorked(finished)
                 if reading { observer?.readingHeld(false) }
             }
+            observer?.worked(ring[finished % Self.depth])
             finish(ring[finished % Self.depth])
             finished += 1
         }

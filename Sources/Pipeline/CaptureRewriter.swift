@@ -209,21 +209,19 @@ public enum CaptureRewriter {
         }
     }
 
-    /// Reads the capture from its start and records the sightings of the frames past those recorded, to the end.
+    /// Reads the capture from its start, while the programs waiting need it, and records the sightings of the
+    /// frames past those recorded, to the end (or until the run has read it).
     private static func readAhead(_ reader: PcapReader, into replies: CaptureReplies, linkType: LinkType) {
         var pass = SightingPass(replies: replies, linkType: linkType)
         var number = 0
-        while !replies.isComplete {
-            let recorded = replies.scannedFrames
+        while replies.awaitLookAheadNeed() {
             for _ in 0..<Self.sightingChunk {
                 guard !Interruption.requested.load(ordering: .relaxed), let frame = try? reader.next() else {
                     pass.record(throughFrame: number)
                     replies.finish()
                     return
                 }
-                if number >= recorded {
-                    pass.scan(frame.bytes, number: number, wireLength: frame.wireLength, timestamp: frame.timestamp)
-                }
+                pass.scan(frame.bytes, number: number, wireLength: frame.wireLength, timestamp: frame.timestamp)
                 number += 1
             }
             pass.record(throughFrame: number)
@@ -234,19 +232,26 @@ public enum CaptureRewriter {
     static let sightingChunk = 1024
 }
 
-/// Records the sightings of each batch the pipeline reads in the capture's replies, and tells them when the
-/// reading is held up and when it ends.
+/// Records the sightings of each batch the pipeline reads in the capture's replies, tells them when the reading
+/// is held up and when it ends, and lets them forget what lies behind the batches every program has worked.
 private final class ReplyScanner: ReadingObserver {
     private var pass: SightingPass
+    /// The capture clock through each batch read and not yet worked, in order.
+    private var clocks: [Int64] = []
 
     init(replies: CaptureReplies, linkType: LinkType) {
         pass = SightingPass(replies: replies, linkType: linkType)
     }
 
     func read(_ batch: FrameBatch, framesBefore: Int) {
-        guard pass.replies.scannedFrames < framesBefore + batch.count else { return }  // read ahead already
         pass.scan(batch, framesBefore: framesBefore)
         pass.record(throughFrame: framesBefore + batch.count)
+        clocks.append(pass.clock.time)
+    }
+
+    func worked(_ batch: FrameBatch) {
+        // Each program's clock has passed the batch's frames, its own or not.
+        pass.replies.forget(before: clocks.removeFirst())
     }
 
     func readingHeld(_ held: Bool) { pass.replies.setReadingHeld(held) }

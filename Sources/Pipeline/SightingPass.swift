@@ -1,23 +1,30 @@
 import Dataplane
 import PacketWire
 
-/// One pass over a capture, in frame order, collecting the sightings of the frames it is given for the run's
-/// `CaptureReplies` and handing them over: the run's reading of each batch, or the look-ahead reading.
+/// One pass over a capture, in frame order, collecting the sightings of its frames for the run's `CaptureReplies`
+/// and handing them over: the run's reading of each batch, or the look-ahead reading. A pass sees every frame from
+/// the capture's start, also those the replies have recorded already, for its clock.
 struct SightingPass {
     let replies: CaptureReplies
     let linkType: LinkType
+    private let decoder: ObservedBackends
     private var reported = ReportedPairs()
     private var sightings: [ObservedBackends.Sighting] = []
+    /// The latest timestamp of the frames seen.
+    private(set) var clock: CaptureClock
 
     init(replies: CaptureReplies, linkType: LinkType) {
         self.replies = replies
         self.linkType = linkType
+        decoder = replies.decoder
+        clock = decoder.captureClock()
     }
 
-    /// Collects the sighting of the capture's frame number `number`, if it is one.
+    /// Collects the sightings of the capture's frame number `number`, the next one.
     mutating func scan(_ bytes: UnsafeMutableRawBufferPointer, number: Int, wireLength: Int, timestamp: Int64) {
-        if let sighting = replies.sighting(in: bytes, frame: number, linkType: linkType, wireLength: wireLength,
-                                           timestamp: timestamp, reported: &reported)
+        clock.advance(to: timestamp)
+        if let sighting = decoder.sighting(in: bytes, frame: number, linkType: linkType, wireLength: wireLength,
+                                           timestamp: timestamp, clock: clock, reported: &reported)
         {
             sightings.append(sighting)
         }
@@ -32,10 +39,9 @@ struct SightingPass {
         }
     }
 
-    /// Records the sightings collected, the pass having seen every frame before number `frames` that the replies
-    /// had not recorded.
+    /// Records the sightings collected, the pass having seen every frame before number `frames`.
     mutating func record(throughFrame frames: Int) {
-        replies.record(sightings, throughFrame: frames)
+        replies.record(sightings, throughFrame: frames, clock: clock.time)
         sightings.removeAll(keepingCapacity: true)
     }
 }

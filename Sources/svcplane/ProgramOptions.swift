@@ -34,8 +34,9 @@ struct ManifestOptions: ParsableArguments {
 struct CaptureOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Give each connection the backend whose replies the capture holds (the recorded node's choice), while that "
-            + "backend is usable; --lb decides the connections the capture does not answer. A capture read from a "
-            + "pipe is read once, so it is not followed."))
+            + "backend is usable; --lb decides the connections the capture does not answer within two minutes of "
+            + "capture time (or the UDP timeout, if longer). A capture read from a pipe is read once, so it is not "
+            + "followed."))
     var followCapture = true
 
     @Option(name: .customLong("apply"), help: ArgumentHelp(

@@ -174,6 +174,7 @@ struct BlockReadingRewriteTests {
                 #expect(wrong == nil, "overlapping: \(overlaps)")
                 #expect(log.framesSeen == frameCount && log.allUnworked, "every frame, before any worker saw it")
                 #expect(log.heldInTurn && log.ended == 1, "held up and let go in turn, then ended once")
+                #expect(log.framesWorked == frameCount && log.allWorked, "every frame, once every worker worked it")
             }
         }
     }
@@ -188,6 +189,9 @@ private final class ReadingLog: ReadingObserver {
     private var held = false
     private(set) var heldInTurn = true
     private(set) var ended = 0
+    /// Frames of the batches shown as worked, each prepared once and worked once by every worker by then.
+    private(set) var framesWorked = 0
+    private(set) var allWorked = true
 
     init(workers: Int) { self.workers = workers }
 
@@ -202,14 +206,23 @@ private final class ReadingLog: ReadingObserver {
         self.held = held
     }
 
+    func worked(_ batch: FrameBatch) {
+        allWorked = allWorked
+            && (0..<batch.count).allSatisfy { batch.bytes(of: $0)[4...4 + workers].allSatisfy { $0 == 1 } }
+        framesWorked += batch.count
+    }
+
     func readingEnded() {
         heldInTurn = heldInTurn && !held
         ended += 1
     }
 }
 
-/// Runs `body` with a temporary Ethernet capture of `frames` (one a microsecond), removed afterwards.
-func withCapture(_ frames: [[UInt8]], snapLength: Int32, _ body: (String) throws -> Void) throws {
+/// Runs `body` with a temporary Ethernet capture of `frames` (one every `spacing` nanoseconds, a microsecond unless
+/// told), removed afterwards.
+func withCapture(_ frames: [[UInt8]], snapLength: Int32, spacing: Int64 = 1000, _ body: (String) throws -> Void)
+    throws
+{
     let directory = NSTemporaryDirectory() + "svcplane-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -217,7 +230,7 @@ func withCapture(_ frames: [[UInt8]], snapLength: Int32, _ body: (String) throws
     let writer = try PcapWriter(path: capture, datalink: 1, snapLength: snapLength, precision: .microseconds)
     for (n, frame) in frames.enumerated() {
         frame.withUnsafeBytes {
-            writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * 1000)
+            writer.write($0, wireLength: $0.count, timestamp: 1_700_000_000_000_000_000 + Int64(n) * spacing)
         }
     }
     try writer.close()

@@ -104,4 +104,32 @@ struct FollowRepliesTests {
             }
         }
     }
+
+    @Test("a reply counts up to a horizon past the program's clock; the replies forget what lies behind")
+    func horizon() throws {
+        // A frame a millisecond: the horizon (two minutes) holds more frames than the batches in flight.
+        let millisecond: Int64 = 1_000_000
+        let horizon = ObservedBackends(tables: [], udpTimeoutSeconds: 30).horizon
+        let answered = Int(horizon / millisecond) - 20_000
+        var frames = [syn(port: 40000), syn(port: 40001), syn(port: 40002)] + filler(5 * answered)
+        // Pods answering other clients now and then.
+        for (index, number) in stride(from: 10, to: frames.count, by: 100).enumerated() {
+            var reply = PacketBuilder(source: "10.244.\(1 + index % 3).5", destination: "10.0.9.9", sourcePort: 8080,
+                                      destinationPort: UInt16(1024 + index))
+            reply.flags = [.syn, .ack]
+            frames[number] = reply.ethernetFrame()
+        }
+        frames[answered] = synAck(from: "10.244.2.5", port: 40001)  // within the horizon of its SYN
+        frames[answered + 40_000] = synAck(from: "10.244.3.5", port: 40002)  // past it
+        // At the end, the replies hold those of the last one and a half horizons (and a batch) alone.
+        let held = (Int(horizon * 3 / 2 / millisecond) + FrameBatch.maximumFrames) / 100 + 1
+        try withCapture(frames, snapLength: 65535, spacing: millisecond) { capture in
+            let (one, replies, fromCapture) = try rewrite(capture, workers: 1)
+            #expect(destination(one[1]) == "10.244.2.5")
+            #expect(fromCapture == 1 && replies.readAhead)
+            #expect(replies.count <= held, "\(replies.count) of about \(frames.count / 100) replies held at the end")
+            let (two, _, fromCaptureByTwo) = try rewrite(capture, workers: 2)
+            #expect(two == one && fromCaptureByTwo == 1)
+        }
+    }
 }
