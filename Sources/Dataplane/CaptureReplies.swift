@@ -131,6 +131,7 @@ public final class CaptureReplies: @unchecked Sendable {
     /// Whether the look-ahead reading was needed.
     var readAhead: Bool { locked { lookAheadStarted } }
 
-    /// Observations held: the replies' connections of a few horizons of capture time at most.
+    /// Observations held: those of the connections from a horizon behind every program to as far as the capture
+    /// has been read.
     public var count: Int { locked { observed.count } }
 }
