@@ -52,10 +52,11 @@ public final class PcapReader {
         self.handle = handle
         datalink = pcap_datalink(handle)
         snapLength = pcap_snapshot(handle)
-        filePrecision = FilePrecisionProbe.precision(ofCaptureAt: path)
         var status = stat()
         let isRegularFile = path != "-" && stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
         fileSize = isRegularFile ? Int64(status.st_size) : nil
+        // A pipe cannot be read twice, so one is taken as nanoseconds (nothing is lost).
+        filePrecision = isRegularFile ? FilePrecisionProbe.precision(ofCaptureAt: path) : .nanoseconds
         blocks = readsBlocks ? PcapBlockSource(path: path, snapLength: snapLength) : nil
     }
 
@@ -149,13 +150,10 @@ public final class PcapReader {
     }
 }
 
-/// Finds the timestamp precision a capture file records: the pcap magic number, or for pcapng the
-/// `if_tsresol` option of the first interface description block (microseconds when absent). A pipe cannot
-/// be read twice, so a capture that is not a regular file is taken as nanoseconds (nothing is lost).
+/// Finds the timestamp precision a capture file (a regular file) records: the pcap magic number, or for pcapng
+/// the `if_tsresol` option of the first interface description block (microseconds when absent).
 enum FilePrecisionProbe {
     static func precision(ofCaptureAt path: String) -> TimestampPrecision {
-        var status = stat()
-        guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return .nanoseconds }
         guard let file = fopen(path, "rb") else { return .microseconds }
         defer { fclose(file) }
         var head = [UInt8](repeating: 0, count: 512)

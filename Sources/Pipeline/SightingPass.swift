@@ -7,6 +7,7 @@ import PacketWire
 struct SightingPass {
     let replies: CaptureReplies
     let linkType: LinkType
+    /// The replies' unchanging copy, held here so that a frame is decoded without a call through the class.
     private let decoder: ObservedBackends
     private var reported = ReportedPairs()
     private var sightings: [ObservedBackends.Sighting] = []
