@@ -99,7 +99,8 @@ public enum CaptureRewriter {
         } work: { batch, index in
             workers[index].process(batch, as: index)
         } finish: { batch in
-            write(batch, to: writer, records: records, counts: &counts)
+            write(batch, to: writer, records: records, keepsEveryFrame: partition?.keepsEveryFrame ?? true,
+                  counts: &counts)
         }
         counts.packetsRead = packetsRead
         counts.changes = mergedChanges(workers)
@@ -133,10 +134,16 @@ public enum CaptureRewriter {
     }
 
     /// Writes the batch's frames in input order with the replies they caused, and counts them. Passed frames
-    /// that kept their record headers go out through `records` as runs of whole records.
+    /// that kept their record headers go out through `records` as runs of whole records: the whole batch at once
+    /// when every frame was read in blocks, is kept (`keepsEveryFrame`: no frame is another shard's) and passed.
     private static func write<Sink: FrameSink>(_ batch: FrameBatch, to writer: Sink?, records: PcapWriter?,
-                                               counts: inout RewriteCounts)
+                                               keepsEveryFrame: Bool, counts: inout RewriteCounts)
     {
+        if let records, keepsEveryFrame, batch.copiedCount == 0, batch.lanes.allSatisfy({ $0.unpassed == 0 }) {
+            records.writeRecords(batch.allRecords, count: batch.count)
+            counts.packetsWritten += batch.count
+            return
+        }
         var replyCursors = [Int](repeating: 0, count: batch.lanes.count)
         var run: (bytes: Range<Int>, count: Int)?
         func writeRun() {

@@ -7,6 +7,8 @@ import PacketWire
 public struct ConnectionPartition: Sendable {
     public let sharding: FlowSharding
     public let workers: Int
+    /// No frame is left to another shard (there is one shard).
+    let keepsEveryFrame: Bool
     /// The worker of each residue, or `FrameBatch.otherShard`.
     private let workerOfResidue: [Int]
 
@@ -14,6 +16,7 @@ public struct ConnectionPartition: Sendable {
         precondition(shardCount * workers <= FlowSharding.maximumShards && (0..<shardCount).contains(shardIndex))
         self.sharding = sharding
         self.workers = workers
+        keepsEveryFrame = shardCount == 1
         workerOfResidue = (0..<FlowSharding.maximumShards).map { residue in
             let slot = residue % (shardCount * workers)
             return slot % shardCount == shardIndex ? slot / shardCount : FrameBatch.otherShard

@@ -26,6 +26,8 @@ final class FrameBatch {
     /// What each worker made of its frames (a lane per worker, so that no two threads write the same memory).
     let lanes: UnsafeMutableBufferPointer<Lane>
     private(set) var count = 0
+    /// Frames copied in one by one (`append`), without their record headers; the others were read in blocks.
+    private(set) var copiedCount = 0
     static let otherShard = -1
 
     /// One worker's results for a batch.
@@ -35,6 +37,8 @@ final class FrameBatch {
         /// Replies generated, in the order of the frames they follow: their bytes in `replyBytes`.
         var replies: [Range<Int>] = []
         var replyBytes: [UInt8] = []
+        /// The worker's frames with a verdict other than PASS or REDIRECT: dropped, or followed by a reply.
+        var unpassed = 0
     }
 
     init(workers count: Int) {
@@ -60,10 +64,12 @@ final class FrameBatch {
 
     func removeAll() {
         count = 0
+        copiedCount = 0
         used = 0
         for index in lanes.indices {
             lanes[index].replies.removeAll(keepingCapacity: true)
             lanes[index].replyBytes.removeAll(keepingCapacity: true)
+            lanes[index].unpassed = 0
         }
     }
 
@@ -81,6 +87,7 @@ final class FrameBatch {
                               timestamp: frame.timestamp, hasRecordHeader: false)
         used += frame.bytes.count
         count += 1
+        copiedCount += 1
     }
 
     /// Reads whole records from `reader` straight into the arena (see `PcapReader.readRecords`); returns how
@@ -100,6 +107,13 @@ final class FrameBatch {
     /// The arena's bytes in `range` (whole records, to write as they are).
     func records(_ range: Range<Int>) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: arena[range])
+    }
+
+    /// The records of all the batch's frames, end to end as they were read: only when it has frames and every
+    /// one was read in blocks (`copiedCount` is 0).
+    var allRecords: UnsafeRawBufferPointer {
+        let last = frames[count - 1]
+        return records(frames[0].offset - PcapFormat.recordHeaderLength..<last.offset + last.length)
     }
 
     /// The bytes of frame `index`, to rewrite in place.

@@ -36,6 +36,7 @@ struct ShardWorker {
                                      timestamp: frame.timestamp, generated: generated)
             let verdict = program.run(&context)
             lane.pointee.verdicts[frameIndex] = verdict
+            if verdict != .pass && verdict != .redirect { lane.pointee.unpassed += 1 }
             if verdict == .tx {
                 let start = lane.pointee.replyBytes.count
                 lane.pointee.replyBytes.append(
