@@ -35,7 +35,7 @@ public struct ObservedBackends: Sendable {
     private let udpTimeout: Int64
     /// The backends, and their ports (to skip the lookup for other ports).
     private let backends: Set<TransportEndpoint>
-    private let backendPorts: PortSet
+    @usableFromInline let backendPorts: PortSet
     /// Client address, port and protocol to observations in the order recorded.
     private(set) var observations: [TransportEndpoint: [Observation]] = [:]
     /// The clients with observations, in the order to look at them when forgetting, each with the capture clock of
@@ -73,17 +73,29 @@ public struct ObservedBackends: Sendable {
     /// A clock for a pass over the capture, to give `sighting`.
     public func captureClock() -> CaptureClock { CaptureClock(periodLength: period) }
 
-    /// The sighting the capture's frame number `frame` is, at capture clock `clock` (moved to the frame's
-    /// timestamp), if it comes from a backend and may change the observations (decoding only: they do not change).
-    /// A later segment of a pair that `reported` holds for the clock's period, which would change none, is passed
-    /// over without decoding; the pair of a TCP sighting returned is added to `reported`.
-    public func sighting(in bytes: UnsafeMutableRawBufferPointer, frame: Int, linkType: LinkType, wireLength: Int,
-                         timestamp: Int64, clock: CaptureClock, reported: inout ReportedPairs) -> Sighting?
+    /// Where the IPv4 packet of a frame starts, if the frame may be a sighting that changes the observations, at
+    /// capture clock `clock` (moved to the frame's timestamp); nil, from a few fields read before anything is
+    /// decoded, for most frames: those not arriving from a backend port, and the later segments of a pair that
+    /// `reported` holds for the clock's period, which would change none. A pass looks at every frame so, and
+    /// decodes the others (`sighting(in:networkOffset:...)`). (Inlinable: asked of every frame.)
+    @inlinable
+    public func candidateOffset(in bytes: UnsafeMutableRawBufferPointer, linkType: LinkType, clock: CaptureClock,
+                                reported: ReportedPairs) -> Int?
     {
         guard let (networkOffset, isOutgoing) = LinkHeader.ipv4(in: bytes, linkType: linkType), !isOutgoing,
               mayComeFromBackend(bytes, networkOffset: networkOffset),
-              !reported.repeats(bytes, networkOffset: networkOffset, period: clock.period),
-              let ip = try? IPv4Packet(frame: bytes, offset: networkOffset, wireLength: wireLength),
+              !reported.repeats(bytes, networkOffset: networkOffset, period: clock.period)
+        else { return nil }
+        return networkOffset
+    }
+
+    /// The sighting the capture's frame number `frame` is, a candidate whose IPv4 packet starts at `networkOffset`
+    /// (`candidateOffset`), at capture clock `clock`, if it comes from a backend (decoding only: the observations
+    /// do not change); the pair of a TCP sighting returned is added to `reported`.
+    public func sighting(in bytes: UnsafeMutableRawBufferPointer, networkOffset: Int, frame: Int, wireLength: Int,
+                         timestamp: Int64, clock: CaptureClock, reported: inout ReportedPairs) -> Sighting?
+    {
+        guard let ip = try? IPv4Packet(frame: bytes, offset: networkOffset, wireLength: wireLength),
               ip.protocolNumber == IPProtocol.tcp || ip.protocolNumber == IPProtocol.udp, !ip.isLaterFragment,
               let transport = try? TransportHeader(ip: ip)
         else { return nil }
@@ -100,8 +112,8 @@ public struct ObservedBackends: Sendable {
     /// False when the frame's IPv4 packet does not come from a backend port, by the source port read before the
     /// packet is validated (about half the frames are the clients' own, which this skips at the cost of a few
     /// loads); true when the ports cannot be read, which the decoding then rejects.
-    @inline(__always)
-    private func mayComeFromBackend(_ bytes: UnsafeMutableRawBufferPointer, networkOffset: Int) -> Bool {
+    @inlinable
+    func mayComeFromBackend(_ bytes: UnsafeMutableRawBufferPointer, networkOffset: Int) -> Bool {
         guard let ports = IPv4Packet.unvalidatedPorts(in: bytes, offset: networkOffset) else { return true }
         return backendPorts.contains(ports.source)
     }

@@ -6,20 +6,28 @@ import PacketWire
 /// in which it was reported change no observation (`ObservedBackends.record`), so a pass recognises them from a
 /// few fields, before decoding them or looking them up.
 public struct ReportedPairs {
-    private struct Slot: Equatable {
-        var backend: UInt64
-        var client: UInt64
-        var period: Int64
+    @usableFromInline struct Slot: Equatable {
+        @usableFromInline var backend: UInt64
+        @usableFromInline var client: UInt64
+        @usableFromInline var period: Int64
+
+        @usableFromInline init(backend: UInt64, client: UInt64, period: Int64) {
+            self.backend = backend
+            self.client = client
+            self.period = period
+        }
     }
 
-    private static let slotBits = 14
-    private var slots = [Slot](repeating: Slot(backend: 0, client: 0, period: 0), count: 1 << slotBits)
+    @usableFromInline static let slotBits = 14
+    @usableFromInline var slots = [Slot](repeating: Slot(backend: 0, client: 0, period: 0), count: 1 << slotBits)
 
     public init() {}
 
     /// Whether the IPv4 packet at `networkOffset` in `frame` is a TCP segment, other than a SYN/ACK, of a pair in
     /// the table reported in `period`, by fields read where a valid packet has them, without validating it (any
-    /// packet so read, valid or not, changes no observation).
+    /// packet so read, valid or not, changes no observation). (Inlinable: a pass asks it of most frames from a
+    /// backend.)
+    @inlinable @inline(__always)
     func repeats(_ frame: UnsafeMutableRawBufferPointer, networkOffset offset: Int, period: Int64) -> Bool {
         guard frame.count >= offset + 20, frame.u8(offset + 9) == IPProtocol.tcp else { return false }
         let tcpOffset = IPv4Packet.unvalidatedPayloadOffset(in: frame, offset: offset)
@@ -41,11 +49,11 @@ public struct ReportedPairs {
     }
 
     /// An address and port, with a bit above them that no empty slot has.
-    private static func key(_ address: UInt32, _ port: UInt16) -> UInt64 {
+    @usableFromInline static func key(_ address: UInt32, _ port: UInt16) -> UInt64 {
         1 << 48 | UInt64(address) << 16 | UInt64(port)
     }
 
-    private static func slot(backend: UInt64, client: UInt64) -> Int {
+    @usableFromInline static func slot(backend: UInt64, client: UInt64) -> Int {
         let mixed = ((client &* 0x9E37_79B9_7F4A_7C15) ^ backend) &* 0xBF58_476D_1CE4_E5B9
         return Int(truncatingIfNeeded: mixed >> (64 - slotBits))
     }

@@ -24,11 +24,13 @@ struct SightingPass {
     /// Collects the sightings of the capture's frame number `number`, the next one.
     mutating func scan(_ bytes: UnsafeMutableRawBufferPointer, number: Int, wireLength: Int, timestamp: Int64) {
         clock.advance(to: timestamp)
-        if let sighting = decoder.sighting(in: bytes, frame: number, linkType: linkType, wireLength: wireLength,
-                                           timestamp: timestamp, clock: clock, reported: &reported)
-        {
-            sightings.append(sighting)
-        }
+        guard let networkOffset = decoder.candidateOffset(in: bytes, linkType: linkType, clock: clock,
+                                                          reported: reported),
+              let sighting = decoder.sighting(in: bytes, networkOffset: networkOffset, frame: number,
+                                              wireLength: wireLength, timestamp: timestamp, clock: clock,
+                                              reported: &reported)
+        else { return }
+        sightings.append(sighting)
     }
 
     /// Collects the sightings of `batch`, which follows `framesBefore` frames.

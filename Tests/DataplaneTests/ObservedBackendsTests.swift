@@ -14,9 +14,12 @@ func recordSightings(_ frames: [(bytes: [UInt8], time: Int64)], first: Int = 0, 
     var sightings: [ObservedBackends.Sighting] = []
     for (offset, frame) in frames.enumerated() {
         clock.advance(to: frame.time)
+        let decoder = observed.decoder
         let (sighting, _) = withFrame(frame.bytes) { bytes in
-            observed.decoder.sighting(in: bytes, frame: first + offset, linkType: .ethernet, wireLength: bytes.count,
-                                      timestamp: frame.time, clock: clock, reported: &reported)
+            decoder.candidateOffset(in: bytes, linkType: .ethernet, clock: clock, reported: reported).flatMap {
+                decoder.sighting(in: bytes, networkOffset: $0, frame: first + offset, wireLength: bytes.count,
+                                 timestamp: frame.time, clock: clock, reported: &reported)
+            }
         }
         if let sighting { sightings.append(sighting) }
     }
