@@ -86,32 +86,37 @@ struct PcapBlockSource {
         return .frame(frame)
     }
 
-    /// Reads the next records with one `pread` straight into `destination` (a batch's memory), in the file's
-    /// layout: each frame after its 16-byte record header. Hands each whole, usual record to `take` (the frame's
-    /// offset in `destination`, and the frame) until `take` declines one; returns the bytes of `destination` the
-    /// records taken fill. Returns 0, leaving the record to `next()`, while bytes read by `next()` are unread,
-    /// at the end of the file, on a read error, and when the first record is unusual or larger than
-    /// `destination`.
-    mutating func readRecords(into destination: UnsafeMutableRawBufferPointer,
-                              _ take: (Int, CapturedFrame) -> Bool) -> Int
+    /// Reads the next records with one `pread` straight into `buffer` from its byte `first` (a batch's memory),
+    /// in the file's layout: each frame after its 16-byte record header. Gives the place of each whole, usual
+    /// record's frame in `places`, until they are full; returns the bytes of `buffer` the records placed fill,
+    /// and how many they are. Returns (0, 0), leaving the record to `next()`, while bytes read by `next()` are
+    /// unread, at the end of the file, on a read error, and when the first record is unusual or larger than the
+    /// room in `buffer`.
+    mutating func readRecords(into buffer: UnsafeMutableRawBufferPointer, from first: Int,
+                              places: UnsafeMutableBufferPointer<FramePlace>) -> (byteCount: Int, frameCount: Int)
     {
-        guard start == end, !atEndOfFile, let base = destination.baseAddress else { return 0 }
+        guard start == end, !atEndOfFile, !places.isEmpty, let base = buffer.baseAddress.map({ $0 + first })
+        else { return (0, 0) }
         let fileOffset = offset
         var count: Int
         repeat {
-            count = pread(descriptor, base, destination.count, off_t(fileOffset))
+            count = pread(descriptor, base, buffer.count - first, off_t(fileOffset))
         } while count < 0 && errno == EINTR
         var position = 0
-        while count - position >= PcapFormat.recordHeaderLength,
-              let header = usualHeader(at: UnsafeRawPointer(base + position)), count - position >= header.length,
-              take(position + PcapFormat.recordHeaderLength, header.frame(at: base + position))
+        var placed = 0
+        while placed < places.count, count - position >= PcapFormat.recordHeaderLength,
+              let header = usualHeader(at: UnsafeRawPointer(base + position)), count - position >= header.length
         {
+            places[placed] = FramePlace(offset: first + position + PcapFormat.recordHeaderLength,
+                                        length: header.captured, wireLength: header.wire,
+                                        timestamp: header.timestamp, hasRecordHeader: true)
+            placed += 1
             position += header.length
         }
         bufferOffset = fileOffset + Int64(position)
         start = 0
         end = 0
-        return position
+        return (position, placed)
     }
 
     /// A record header's fields, once found usual.

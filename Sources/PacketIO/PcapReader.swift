@@ -16,6 +16,28 @@ public struct CapturedFrame {
     public let timestamp: Int64
 }
 
+/// Where a frame lies in a buffer of frames (`PcapReader.readRecords` fills one with records as the file has
+/// them), with its lengths and time.
+public struct FramePlace {
+    /// The frame's first byte in the buffer.
+    public var offset: Int
+    /// Captured bytes.
+    public var length: Int
+    public var wireLength: Int
+    /// Capture time in nanoseconds since the Unix epoch.
+    public var timestamp: Int64
+    /// The 16 bytes before the frame are its pcap record header as the file has it.
+    public var hasRecordHeader: Bool
+
+    public init(offset: Int, length: Int, wireLength: Int, timestamp: Int64, hasRecordHeader: Bool) {
+        self.offset = offset
+        self.length = length
+        self.wireLength = wireLength
+        self.timestamp = timestamp
+        self.hasRecordHeader = hasRecordHeader
+    }
+}
+
 /// Reads pcap and pcapng files with nanosecond timestamps: libpcap opens every capture and reads pcapng, pipes
 /// and unusual records; a classic pcap file in this machine's byte order is read in blocks (`PcapBlockSource`),
 /// giving the frames libpcap would give.
@@ -95,22 +117,18 @@ public final class PcapReader {
         }
     }
 
-    /// Reads whole records straight into `destination`, in the file's layout (each frame after its 16-byte
-    /// record header, timestamps in `filePrecision`), handing each to `take` (the frame's offset in
-    /// `destination`, and the frame) until `take` declines one; returns the bytes they fill. Returns 0 when the
-    /// next record is to be read with `next()`: always for pcapng and pipes, and for libpcap's records.
-    public func readRecords(into destination: UnsafeMutableRawBufferPointer,
-                            _ take: (Int, CapturedFrame) -> Bool) -> Int
+    /// Reads whole records straight into `buffer` from its byte `start`, in the file's layout (each frame after
+    /// its 16-byte record header, timestamps in `filePrecision`), and gives each frame's place in `buffer`, in
+    /// order, in `places` (at most as many records as it holds); returns the bytes the records fill and how many
+    /// they are. Returns (0, 0) when the next record is to be read with `next()`: always for pcapng and pipes,
+    /// and for libpcap's records.
+    public func readRecords(into buffer: UnsafeMutableRawBufferPointer, from start: Int,
+                            places: UnsafeMutableBufferPointer<FramePlace>) -> (byteCount: Int, frameCount: Int)
     {
-        guard blocks != nil else { return 0 }
-        var taken = 0
-        let used = blocks!.readRecords(into: destination) { offset, frame in
-            guard take(offset, frame) else { return false }
-            taken += 1
-            return true
-        }
-        packetsRead += taken
-        return used
+        guard blocks != nil else { return (0, 0) }
+        let read = blocks!.readRecords(into: buffer, from: start, places: places)
+        packetsRead += read.frameCount
+        return read
     }
 
     private func nextFromLibpcap() throws(CaptureError) -> CapturedFrame? {

@@ -5,22 +5,13 @@ import PacketIO
 /// written in input order, with each worker's verdicts in a lane of its own. A run reuses its batches: nothing
 /// is allocated per frame.
 final class FrameBatch {
-    struct Frame {
-        var offset: Int
-        var length: Int
-        var wireLength: Int
-        var timestamp: Int64
-        /// The 16 bytes before the frame are its pcap record header as the file had it (read in blocks).
-        var hasRecordHeader: Bool
-    }
-
     /// A batch ends once this many bytes or frames are in it.
     static let arenaTarget = 1 << 20
     static let maximumFrames = 8192
 
     private var arena: UnsafeMutableRawBufferPointer
     private var used = 0
-    let frames: UnsafeMutableBufferPointer<Frame>
+    let frames: UnsafeMutableBufferPointer<FramePlace>
     /// The worker of each frame; `FrameBatch.otherShard` for a frame another shard processes.
     let workers: UnsafeMutableBufferPointer<Int>
     /// What each worker made of its frames (a lane per worker, so that no two threads write the same memory).
@@ -83,8 +74,8 @@ final class FrameBatch {
         }
         UnsafeMutableRawBufferPointer(rebasing: arena[used..<used + frame.bytes.count])
             .copyMemory(from: UnsafeRawBufferPointer(frame.bytes))
-        frames[count] = Frame(offset: used, length: frame.bytes.count, wireLength: frame.wireLength,
-                              timestamp: frame.timestamp, hasRecordHeader: false)
+        frames[count] = FramePlace(offset: used, length: frame.bytes.count, wireLength: frame.wireLength,
+                                   timestamp: frame.timestamp, hasRecordHeader: false)
         used += frame.bytes.count
         count += 1
         copiedCount += 1
@@ -93,15 +84,11 @@ final class FrameBatch {
     /// Reads whole records from `reader` straight into the arena (see `PcapReader.readRecords`); returns how
     /// many, 0 when the next frame is to be read with `next()` and `append`ed.
     func readRecords(from reader: PcapReader) -> Int {
-        let before = count
-        used += reader.readRecords(into: UnsafeMutableRawBufferPointer(rebasing: arena[used...])) { offset, frame in
-            guard count < Self.maximumFrames else { return false }
-            frames[count] = Frame(offset: used + offset, length: frame.bytes.count, wireLength: frame.wireLength,
-                                  timestamp: frame.timestamp, hasRecordHeader: true)
-            count += 1
-            return true
-        }
-        return count - before
+        let read = reader.readRecords(into: arena, from: used,
+                                      places: UnsafeMutableBufferPointer(rebasing: frames[count...]))
+        used += read.byteCount
+        count += read.frameCount
+        return read.frameCount
     }
 
     /// The arena's bytes in `range` (whole records, to write as they are).
