@@ -70,7 +70,7 @@ public struct ObservedBackends: Sendable {
         let clock: Int64
     }
 
-    /// A clock for a pass over the capture, to give `sighting`.
+    /// A clock for a pass over the capture, to give `candidateOffset` and `sighting`.
     public func captureClock() -> CaptureClock { CaptureClock(periodLength: period) }
 
     /// Where the IPv4 packet of a frame starts, if the frame may be a sighting that changes the observations, at

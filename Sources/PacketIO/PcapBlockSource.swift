@@ -90,8 +90,8 @@ struct PcapBlockSource {
     /// in the file's layout: each frame after its 16-byte record header. Gives the place of each whole, usual
     /// record's frame in `places`, until they are full; returns the bytes of `buffer` the records placed fill,
     /// and how many they are. Returns (0, 0), leaving the record to `next()`, while bytes read by `next()` are
-    /// unread, at the end of the file, on a read error, and when the first record is unusual or larger than the
-    /// room in `buffer`.
+    /// unread, at the end of the file, on a read error, when `places` has no room, and when the first record is
+    /// unusual or larger than the room in `buffer`.
     mutating func readRecords(into buffer: UnsafeMutableRawBufferPointer, from first: Int,
                               places: UnsafeMutableBufferPointer<FramePlace>) -> (byteCount: Int, frameCount: Int)
     {

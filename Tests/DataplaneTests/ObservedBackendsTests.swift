@@ -12,9 +12,9 @@ func recordSightings(_ frames: [(bytes: [UInt8], time: Int64)], first: Int = 0, 
                      reported: inout ReportedPairs, clock: inout CaptureClock) -> [ObservedBackends.Sighting]
 {
     var sightings: [ObservedBackends.Sighting] = []
+    let decoder = observed.decoder
     for (offset, frame) in frames.enumerated() {
         clock.advance(to: frame.time)
-        let decoder = observed.decoder
         let (sighting, _) = withFrame(frame.bytes) { bytes in
             decoder.candidateOffset(in: bytes, linkType: .ethernet, clock: clock, reported: reported).flatMap {
                 decoder.sighting(in: bytes, networkOffset: $0, frame: first + offset, wireLength: bytes.count,
