@@ -12,8 +12,8 @@ import PacketWire
 /// complete first pass would give, whatever the threads' timing, and so is what every program reached lets
 /// the replies forget (`forget(before:)`).
 public final class CaptureReplies: @unchecked Sendable {
-    /// An unchanging copy, for the passes over the capture to decode frames with, without the lock
-    /// (`ObservedBackends.sighting`).
+    /// An unchanging copy, for the passes over the capture to look at and decode frames with, without the lock
+    /// (`ObservedBackends.candidateOffset` and `sighting`).
     public let decoder: ObservedBackends
     /// Guards everything below it.
     private let condition = NSCondition()

@@ -101,7 +101,7 @@ public struct ObservedBackends: Sendable {
         else { return nil }
         let flow = FlowKey(ip: ip, transport: transport)
         let backend = flow.sourceEndpoint
-        guard backendPorts.contains(backend.port), backends.contains(backend) else { return nil }
+        guard backends.contains(backend) else { return nil }  // its port is a backend's (`candidateOffset`)
         let isTCP = ip.protocolNumber == IPProtocol.tcp
         if isTCP { reported.insert(backend: backend, client: flow.destinationEndpoint, period: clock.period) }
         let isSynAck = isTCP && TCPSegment(header: transport, ip: ip).flags.isSuperset(of: [.syn, .ack])
